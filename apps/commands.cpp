@@ -1,0 +1,8 @@
+// The list of subcommands.
+#include "apps/commands.h"
+
+namespace r1kit::apps {
+void register_all(CLI::App& app) {
+  register_info(app);
+}
+}  // namespace r1kit::apps

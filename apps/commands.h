@@ -1,0 +1,10 @@
+// Subcommand registration for the r1kit CLI. Each cmd_*.cpp defines one register_* function that
+// adds its subcommand and callback; callbacks throw r1kit::Error, which main() reports.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace r1kit::apps {
+void register_all(CLI::App& app);
+void register_info(CLI::App& app);
+}  // namespace r1kit::apps

@@ -1,0 +1,100 @@
+// Context construction for CPU and CUDA, tensor creation and copies.
+#include "core/context.h"
+
+#include <cstring>
+
+#include "core/cuda_check.h"
+
+namespace r1kit {
+
+std::unique_ptr<Context> Context::cpu(const ContextOptions& opts) {
+  std::unique_ptr<Context> c(new Context());
+  c->device_ = Device::cpu();
+  c->pool_ = std::make_unique<ThreadPool>(opts.threads);
+  c->alloc_ = &c->host_alloc_;
+  c->seed_ = opts.seed;
+  return c;
+}
+
+std::unique_ptr<Context> Context::cuda(const ContextOptions& opts) {
+#if defined(R1KIT_WITH_CUDA)
+  int n = cuda_device_count();
+  R1_CHECK(n > 0, "cannot create a CUDA context: {}", cuda_describe());
+  R1_CHECK(opts.device_index >= 0 && opts.device_index < n,
+           "cannot create a CUDA context on cuda:{}: {} device(s) present", opts.device_index, n);
+  std::unique_ptr<Context> c(new Context());
+  c->device_ = Device::cuda(opts.device_index);
+  R1_CUDA_CHECK(cudaSetDevice(opts.device_index));
+  cudaStream_t s;
+  R1_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  c->stream_ = s;
+  c->pool_ = std::make_unique<ThreadPool>(opts.threads);
+  c->device_alloc_ = std::make_unique<CudaCachingAllocator>(opts.device_index);
+  c->alloc_ = c->device_alloc_.get();
+  c->seed_ = opts.seed;
+  return c;
+#else
+  (void)opts;
+  R1_THROW(
+      "cannot create a CUDA context: r1kit was built without CUDA (nvcc was not found at "
+      "configure time)");
+#endif
+}
+
+std::unique_ptr<Context> Context::best_available(const ContextOptions& opts) {
+  return cuda_available() ? cuda(opts) : cpu(opts);
+}
+
+Context::~Context() {
+#if defined(R1KIT_WITH_CUDA)
+  if (stream_) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+    cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+  }
+#endif
+}
+
+Tensor Context::empty(const Shape& shape, DType dtype, std::string name) {
+  return Tensor(shape, dtype, *alloc_, std::move(name));
+}
+
+Tensor Context::zeros(const Shape& shape, DType dtype, std::string name) {
+  Tensor t(shape, dtype, *alloc_, std::move(name));
+  if (t.nbytes() == 0) return t;
+  if (device_.is_cpu()) {
+    std::memset(t.data(), 0, t.nbytes());
+  } else {
+#if defined(R1KIT_WITH_CUDA)
+    R1_CUDA_CHECK(cudaMemsetAsync(t.data(), 0, t.nbytes(), static_cast<cudaStream_t>(stream_)));
+#endif
+  }
+  return t;
+}
+
+void Context::copy(const TensorView& dst, const TensorView& src) {
+  R1_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(),
+           "[copy] dst {} and src {} differ in dtype or element count", dst.describe(),
+           src.describe());
+  R1_CHECK(dst.is_contiguous() && src.is_contiguous(), "[copy] needs contiguous tensors: {} <- {}",
+           dst.describe(), src.describe());
+  if (dst.nbytes() == 0) return;
+  if (dst.device.is_cpu() && src.device.is_cpu()) {
+    std::memmove(dst.data, src.data, dst.nbytes());
+    return;
+  }
+#if defined(R1KIT_WITH_CUDA)
+  R1_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDefault,
+                                static_cast<cudaStream_t>(stream_)));
+  R1_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+#else
+  R1_THROW("[copy] CUDA tensor in a build without CUDA");
+#endif
+}
+
+void Context::synchronize() {
+#if defined(R1KIT_WITH_CUDA)
+  if (stream_) R1_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+#endif
+}
+
+}  // namespace r1kit
