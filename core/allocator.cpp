@@ -11,8 +11,9 @@ namespace r1kit {
 
 void* CpuAllocator::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
+  // 256-byte alignment, like cudaMalloc, so FlatArena views are aligned on both devices.
+  size_t rounded = (bytes + 255) / 256 * 256;
+  void* p = std::aligned_alloc(256, rounded);
   R1_CHECK(p != nullptr, "out of host memory allocating {} bytes", bytes);
   std::lock_guard<std::mutex> lock(mu_);
   stats_.allocated_bytes += bytes;

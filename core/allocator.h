@@ -1,4 +1,4 @@
-// Allocators. CPU: 64-byte aligned heap memory. CUDA: a caching allocator that keeps freed blocks
+// Allocators. CPU: 256-byte aligned heap memory. CUDA: a caching allocator that keeps freed blocks
 // in size-class free lists and reuses them, so training steps stop calling cudaMalloc after
 // warm-up.
 #pragma once

@@ -5,7 +5,8 @@
 
 namespace r1kit {
 namespace {
-thread_local bool t_in_pool_worker = false;
+// True on pool workers and on a caller while it runs its own chunk: nested calls then run inline.
+thread_local bool t_in_parallel_region = false;
 
 void chunk_bounds(int64_t n, int chunks, int c, int64_t* b, int64_t* e) {
   int64_t base = n / chunks, rem = n % chunks;
@@ -29,7 +30,7 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::worker_loop(int index) {
-  t_in_pool_worker = true;
+  t_in_parallel_region = true;
   uint64_t seen = 0;
   for (;;) {
     const std::function<void(int64_t, int64_t)>* job;
@@ -66,7 +67,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   int chunks = static_cast<int>(std::min<int64_t>(num_threads(), (n + grain - 1) / grain));
-  if (chunks <= 1 || t_in_pool_worker) {
+  if (chunks <= 1 || t_in_parallel_region) {
     fn(0, n);
     return;
   }
@@ -86,10 +87,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   try {
     int64_t b, e;
     chunk_bounds(n, chunks, 0, &b, &e);
+    t_in_parallel_region = true;
     fn(b, e);
   } catch (...) {
     mine = std::current_exception();
   }
+  t_in_parallel_region = false;
   std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, [&] { return pending_ == 0; });
   job_ = nullptr;
