@@ -1,0 +1,157 @@
+// Elementwise CPU reference: flat loops over contiguous tensors, split over the thread pool; each
+// result is computed in double and rounded once to the output dtype.
+#include "kernels/elementwise.h"
+
+#include <cstring>
+
+#include "kernels/cpu/common.h"
+
+namespace r1kit::kernels::cpu {
+namespace {
+
+constexpr int64_t kGrain = 1 << 14;  // elements per chunk: large enough to amortise the dispatch
+
+bool given(const TensorView& v) {
+  return v.ndim > 0 || v.data != nullptr;
+}
+
+// A flat 1-D view of elements [begin, end) of a contiguous tensor.
+TensorView flat_range(const TensorView& v, int64_t begin, int64_t end) {
+  return TensorView(v.element(begin), v.dtype, v.device, {end - begin}, v.name);
+}
+
+// Writes g (value of dy) into d: d = g, or d += g when accumulating.
+template <class T>
+void write_grad(T* d, double g, GradWrite w) {
+  *d = static_cast<T>(w == GradWrite::accumulate ? *d + g : g);
+}
+
+}  // namespace
+
+void add_forward(const TensorView& y_, const TensorView& a_, const TensorView& b_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView a = up.in(a_), b = up.in(b_), y = up.out(y_);
+  dispatch_float(y.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T *ap = a.ptr<T>(), *bp = b.ptr<T>();
+    T* yp = y.ptr<T>();
+    // y = a + b
+    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(static_cast<double>(ap[i]) + bp[i]);
+    });
+  });
+  up.finish();
+}
+
+void add_backward(const TensorView& da_, const TensorView& db_, const TensorView& dy_,
+                  GradWrite da_write, GradWrite db_write, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView dy = up.in(dy_), da, db;
+  if (given(da_)) da = da_write == GradWrite::accumulate ? up.inout(da_) : up.out(da_);
+  if (given(db_)) db = db_write == GradWrite::accumulate ? up.inout(db_) : up.out(db_);
+  dispatch_float(dy.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* g = dy.ptr<T>();
+    T* dap = given(da) ? da.ptr<T>() : nullptr;
+    T* dbp = given(db) ? db.ptr<T>() : nullptr;
+    // da (=|+=) dy,  db (=|+=) dy
+    ctx.pool().parallel_for(dy.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) {
+        if (dap) write_grad(dap + i, g[i], da_write);
+        if (dbp) write_grad(dbp + i, g[i], db_write);
+      }
+    });
+  });
+  up.finish();
+}
+
+void axpy(const TensorView& y_, double alpha, const TensorView& x_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView x = up.in(x_), y = up.inout(y_);
+  dispatch_float(y.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+    // y += alpha · x
+    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(yp[i] + alpha * xp[i]);
+    });
+  });
+  up.finish();
+}
+
+void mul_forward(const TensorView& y_, const TensorView& a_, const TensorView& b_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView a = up.in(a_), b = up.in(b_), y = up.out(y_);
+  dispatch_float(y.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T *ap = a.ptr<T>(), *bp = b.ptr<T>();
+    T* yp = y.ptr<T>();
+    // y = a · b
+    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(static_cast<double>(ap[i]) * bp[i]);
+    });
+  });
+  up.finish();
+}
+
+void mul_backward(const TensorView& da_, const TensorView& db_, const TensorView& dy_,
+                  const TensorView& a_, const TensorView& b_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView dy = up.in(dy_), a = up.in(a_), b = up.in(b_), da, db;
+  if (given(da_)) da = up.out(da_);
+  if (given(db_)) db = up.out(db_);
+  dispatch_float(dy.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T *g = dy.ptr<T>(), *ap = a.ptr<T>(), *bp = b.ptr<T>();
+    T* dap = given(da) ? da.ptr<T>() : nullptr;
+    T* dbp = given(db) ? db.ptr<T>() : nullptr;
+    // da = dy · b,  db = dy · a
+    ctx.pool().parallel_for(dy.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) {
+        if (dap) dap[i] = static_cast<T>(static_cast<double>(g[i]) * bp[i]);
+        if (dbp) dbp[i] = static_cast<T>(static_cast<double>(g[i]) * ap[i]);
+      }
+    });
+  });
+  up.finish();
+}
+
+void scale(const TensorView& y_, double alpha, const TensorView& x_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView x = up.in(x_), y = up.out(y_);
+  dispatch_float(y.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+    // y = alpha · x
+    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(alpha * xp[i]);
+    });
+  });
+  up.finish();
+}
+
+void cast(const TensorView& dst, const TensorView& src, Context& ctx) {
+  ctx.pool().parallel_for(src.numel(), kGrain, [&](int64_t s, int64_t e) {
+    if (dst.dtype == src.dtype) {
+      std::memcpy(dst.element(s), src.element(s),
+                  static_cast<size_t>(e - s) * dtype_size(src.dtype));
+    } else {
+      convert(flat_range(dst, s, e), flat_range(src, s, e));
+    }
+  });
+}
+
+void fill(const TensorView& y, double value, Context& ctx) {
+  // The value rounded once to y's dtype, then copied bit for bit.
+  unsigned char bits[8] = {};
+  store_from_double(bits, y.dtype, 0, value);
+  const size_t es = dtype_size(y.dtype);
+  ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+    auto* p = static_cast<unsigned char*>(y.element(s));
+    for (int64_t i = s; i < e; ++i, p += es) std::memcpy(p, bits, es);
+  });
+}
+
+}  // namespace r1kit::kernels::cpu

@@ -1,0 +1,182 @@
+// Matmul and linear CPU reference: every product is one row-major OpenBLAS sgemm/dgemm call per
+// batch entry (OpenBLAS threads itself); bf16/f16 operands are upcast to f32 first (CpuUpcast).
+#include "kernels/matmul.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "kernels/cpu/common.h"
+
+namespace r1kit::kernels::cpu {
+namespace {
+
+bool given(const TensorView& v) {
+  return v.ndim > 0 || v.data != nullptr;
+}
+
+void cblas_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
+                const float* b, int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void cblas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda,
+                const double* b, int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Row-major C (m, n) = alpha·op(A)·op(B) + beta·C with op(A) (m, k), op(B) (k, n), all dense:
+// A is stored (m, k), or (k, m) when ta; B is stored (k, n), or (n, k) when tb.
+// beta == 0 never reads C (it is zeroed first, so NaN in C cannot leak through 0·NaN).
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, const T* b,
+          double beta, T* c) {
+  if (m == 0 || n == 0) return;
+  // CBLAS takes dims and leading dims as int (OpenBLAS offsets are 64-bit internally, so only
+  // each dim must fit, not the element count).
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
+    throw Error(
+        fmt::format("[matmul] GEMM of ({}, {}) x ({}, {}) has a dim beyond the 32-bit "
+                    "BLAS range; split it",
+                    m, k, k, n));
+  if (beta == 0) std::fill(c, c + m * n, T(0));
+  if (k == 0) {
+    if (beta != 0 && beta != 1)
+      for (int64_t i = 0; i < m * n; ++i) c[i] = static_cast<T>(beta * c[i]);
+    return;
+  }
+  const int lda = static_cast<int>(ta ? m : k), ldb = static_cast<int>(tb ? k : n);
+  cblas_gemm(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+             static_cast<T>(alpha), a, lda, b, ldb, static_cast<T>(beta), c, static_cast<int>(n));
+}
+
+// Batch size and the per-batch element stride of a 2-D (stride 0, one batch) or 3-D view.
+int64_t batch_of(const TensorView& v) {
+  return v.ndim == 3 ? v.shape[0] : 1;
+}
+int64_t batch_stride(const TensorView& v) {
+  return v.ndim == 3 ? v.stride[0] : 0;
+}
+
+}  // namespace
+
+void matmul_forward(const TensorView& c_, const TensorView& a_, const TensorView& b_,
+                    const MatmulOptions& opts, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView a = up.in(a_), b = up.in(b_);
+  TensorView c = opts.beta != 0 ? up.inout(c_) : up.out(c_);
+  const int r = a.ndim - 2;
+  const int64_t m = c.shape[r], n = c.shape[r + 1];
+  const int64_t k = opts.trans_a ? a.shape[r] : a.shape[r + 1];
+  dispatch_float(c.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < batch_of(c); ++i)
+      gemm<T>(opts.trans_a, opts.trans_b, m, n, k, opts.alpha, a.ptr<T>() + i * batch_stride(a),
+              b.ptr<T>() + i * batch_stride(b), opts.beta, c.ptr<T>() + i * batch_stride(c));
+  });
+  up.finish();
+}
+
+void matmul_backward(const TensorView& da_, const TensorView& db_, const TensorView& dc_,
+                     const TensorView& a_, const TensorView& b_, const MatmulOptions& opts,
+                     GradWrite da_write, GradWrite db_write, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView a = up.in(a_), b = up.in(b_), dc = up.in(dc_);
+  TensorView da, db;
+  if (given(da_)) da = da_write == GradWrite::accumulate ? up.inout(da_) : up.out(da_);
+  if (given(db_)) db = db_write == GradWrite::accumulate ? up.inout(db_) : up.out(db_);
+  const int r = a.ndim - 2;
+  const int64_t m = dc.shape[r], n = dc.shape[r + 1];
+  const int64_t k = opts.trans_a ? a.shape[r] : a.shape[r + 1];
+  const bool ta = opts.trans_a, tb = opts.trans_b;
+  const double da_beta = da_write == GradWrite::accumulate ? 1.0 : 0.0;
+  const double db_beta = db_write == GradWrite::accumulate ? 1.0 : 0.0;
+  dispatch_float(dc.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < batch_of(dc); ++i) {
+      const T* ai = a.ptr<T>() + i * batch_stride(a);
+      const T* bi = b.ptr<T>() + i * batch_stride(b);
+      const T* dci = dc.ptr<T>() + i * batch_stride(dc);
+      if (given(da)) {
+        T* dai = da.ptr<T>() + i * batch_stride(da);
+        if (!ta) {
+          // dA (M, K) = alpha·dC·op(B)ᵀ
+          gemm<T>(false, !tb, m, k, n, opts.alpha, dci, bi, da_beta, dai);
+        } else {
+          // dA (K, M) = (alpha·dC·op(B)ᵀ)ᵀ = alpha·op(B)·dCᵀ
+          gemm<T>(tb, true, k, m, n, opts.alpha, bi, dci, da_beta, dai);
+        }
+      }
+      if (given(db)) {
+        T* dbi = db.ptr<T>() + i * batch_stride(db);
+        if (!tb) {
+          // dB (K, N) = alpha·op(A)ᵀ·dC
+          gemm<T>(!ta, false, k, n, m, opts.alpha, ai, dci, db_beta, dbi);
+        } else {
+          // dB (N, K) = (alpha·op(A)ᵀ·dC)ᵀ = alpha·dCᵀ·op(A)
+          gemm<T>(true, ta, n, k, m, opts.alpha, dci, ai, db_beta, dbi);
+        }
+      }
+    }
+  });
+  up.finish();
+}
+
+void linear_forward(const TensorView& y_, const TensorView& x_, const TensorView& w_,
+                    const TensorView& bias_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView x = up.in(x_), w = up.in(w_), y = up.out(y_);
+  TensorView bias = given(bias_) ? up.in(bias_) : TensorView{};
+  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
+  dispatch_float(y.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* yp = y.ptr<T>();
+    // y = b (broadcast over rows), then y += x·wᵀ in the GEMM (beta = 1).
+    if (given(bias)) {
+      const T* bp = bias.ptr<T>();
+      ctx.pool().parallel_for(n, 64, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) std::copy(bp, bp + oc, yp + i * oc);
+      });
+    }
+    gemm<T>(false, true, n, oc, ch, 1.0, x.ptr<T>(), w.ptr<T>(), given(bias) ? 1.0 : 0.0, yp);
+  });
+  up.finish();
+}
+
+void linear_backward(const TensorView& dx_, const TensorView& dw_, const TensorView& dbias_,
+                     const TensorView& dy_, const TensorView& x_, const TensorView& w_,
+                     GradWrite dx_write, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView x = up.in(x_), w = up.in(w_), dy = up.in(dy_);
+  TensorView dx, dw, dbias;
+  if (given(dx_)) dx = dx_write == GradWrite::accumulate ? up.inout(dx_) : up.out(dx_);
+  if (given(dw_)) dw = up.inout(dw_);
+  if (given(dbias_)) dbias = up.inout(dbias_);
+  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
+  dispatch_float(dy.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* dyp = dy.ptr<T>();
+    // dx (N, C) = dy (N, OC) · w (OC, C)
+    if (given(dx))
+      gemm<T>(false, false, n, ch, oc, 1.0, dyp, w.ptr<T>(),
+              dx_write == GradWrite::accumulate ? 1.0 : 0.0, dx.ptr<T>());
+    // dw (OC, C) += dyᵀ (OC, N) · x (N, C)
+    if (given(dw)) gemm<T>(true, false, oc, ch, n, 1.0, dyp, x.ptr<T>(), 1.0, dw.ptr<T>());
+    // dbias_o += Σ_n dy[n, o]: parallel over outputs, a fixed-order double sum over rows.
+    if (given(dbias)) {
+      T* dbp = dbias.ptr<T>();
+      ctx.pool().parallel_for(oc, 16, [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o) {
+          double s = 0;
+          for (int64_t i = 0; i < n; ++i) s += static_cast<double>(dyp[i * oc + o]);
+          dbp[o] = static_cast<T>(dbp[o] + s);
+        }
+      });
+    }
+  });
+  up.finish();
+}
+
+}  // namespace r1kit::kernels::cpu

@@ -1,0 +1,146 @@
+// Matmul and linear front-ends: validation, then the device switch.
+#include "kernels/matmul.h"
+
+#include <cmath>
+#include <tuple>
+#include <utility>
+
+namespace r1kit::kernels {
+namespace {
+
+// An optional argument is "not given" when it is a default-constructed TensorView{}.
+bool given(const TensorView& v) {
+  return v.ndim > 0 || v.data != nullptr;
+}
+
+struct GemmDims {
+  int64_t batch, m, n, k;
+};
+
+// Checks a and b (and the options) for C = op(A)·op(B) and returns the problem size.
+GemmDims check_gemm(const OpCheck& c, const TensorView& a, const TensorView& b,
+                    const MatmulOptions& opts) {
+  c.float_arg(a, "a");
+  c.float_arg(b, "b");
+  c.ndim_between(a, 2, 3, "a");
+  c.require(b.ndim == a.ndim, fmt::format("a {} and b {} must both be 2-D or both 3-D (batched)",
+                                          a.describe(), b.describe()));
+  const int r = a.ndim - 2;  // index of the row dim
+  GemmDims d{};
+  d.batch = a.ndim == 3 ? a.shape[0] : 1;
+  if (a.ndim == 3)
+    c.require(b.shape[0] == a.shape[0], fmt::format("a {} and b {} must have the same batch size",
+                                                    a.describe(), b.describe()));
+  d.m = opts.trans_a ? a.shape[r + 1] : a.shape[r];
+  d.k = opts.trans_a ? a.shape[r] : a.shape[r + 1];
+  const int64_t kb = opts.trans_b ? b.shape[r + 1] : b.shape[r];
+  d.n = opts.trans_b ? b.shape[r] : b.shape[r + 1];
+  c.require(kb == d.k,
+            fmt::format("inner dims differ: op(a) of a {} has K = {} but op(b) of b {} has K = {} "
+                        "(trans_a {}, trans_b {})",
+                        a.describe(), d.k, b.describe(), kb, opts.trans_a, opts.trans_b));
+  c.require(std::isfinite(opts.alpha) && std::isfinite(opts.beta),
+            fmt::format("alpha {} and beta {} must be finite", opts.alpha, opts.beta));
+  return d;
+}
+
+void check_result_shape(const OpCheck& c, const TensorView& v, const GemmDims& d, int ndim,
+                        const char* role) {
+  if (ndim == 3) {
+    c.shape(v, {d.batch, d.m, d.n}, role);
+  } else {
+    c.shape(v, {d.m, d.n}, role);
+  }
+}
+
+}  // namespace
+
+void matmul_forward(const TensorView& c, const TensorView& a, const TensorView& b,
+                    const MatmulOptions& opts, Context& ctx) {
+  OpCheck ck("matmul", ctx);
+  const GemmDims d = check_gemm(ck, a, b, opts);
+  ck.float_arg(c, "c");
+  check_result_shape(ck, c, d, a.ndim, "c");
+  ck.same_precision({{&c, "c"}, {&a, "a"}, {&b, "b"}});
+  ck.no_alias(c, "c", a, "a");
+  ck.no_alias(c, "c", b, "b");
+  if (ctx.is_cuda()) return cuda::matmul_forward(c, a, b, opts, ctx);
+  cpu::matmul_forward(c, a, b, opts, ctx);
+}
+
+void matmul_backward(const TensorView& da, const TensorView& db, const TensorView& dc,
+                     const TensorView& a, const TensorView& b, const MatmulOptions& opts,
+                     GradWrite da_write, GradWrite db_write, Context& ctx) {
+  OpCheck ck("matmul_backward", ctx);
+  const GemmDims d = check_gemm(ck, a, b, opts);
+  ck.float_arg(dc, "dc");
+  check_result_shape(ck, dc, d, a.ndim, "dc");
+  ck.same_precision({{&dc, "dc"}, {&a, "a"}, {&b, "b"}});
+  for (auto [g, x, role, xrole] : {std::tuple{&da, &a, "da", "a"}, {&db, &b, "db", "b"}}) {
+    if (!given(*g)) continue;
+    ck.float_arg(*g, role);
+    ck.same_shape(*g, role, *x, xrole);
+    ck.same_precision({{g, role}, {&dc, "dc"}});
+    for (auto [in, irole] : {std::pair{&a, "a"}, {&b, "b"}, {&dc, "dc"}})
+      ck.no_alias(*g, role, *in, irole);
+  }
+  if (given(da) && given(db)) ck.no_alias(da, "da", db, "db");
+  if (ctx.is_cuda()) return cuda::matmul_backward(da, db, dc, a, b, opts, da_write, db_write, ctx);
+  cpu::matmul_backward(da, db, dc, a, b, opts, da_write, db_write, ctx);
+}
+
+void linear_forward(const TensorView& y, const TensorView& x, const TensorView& w,
+                    const TensorView& bias, Context& ctx) {
+  OpCheck ck("linear", ctx);
+  for (auto [v, role] : {std::pair{&y, "y"}, {&x, "x"}, {&w, "w"}}) ck.float_arg(*v, role);
+  ck.ndim(x, 2, "x");
+  ck.ndim(w, 2, "w");
+  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
+  ck.require(w.shape[1] == ch, fmt::format("w {} (OC, C) must have C = {} columns to match x {}",
+                                           w.describe(), ch, x.describe()));
+  ck.shape(y, {n, oc}, "y");
+  ck.same_precision({{&y, "y"}, {&x, "x"}, {&w, "w"}});
+  ck.no_alias(y, "y", x, "x");
+  ck.no_alias(y, "y", w, "w");
+  if (given(bias)) {
+    ck.float_arg(bias, "bias");
+    ck.shape(bias, {oc}, "bias");
+    ck.same_precision({{&y, "y"}, {&bias, "bias"}});
+    ck.no_alias(y, "y", bias, "bias");
+  }
+  if (ctx.is_cuda()) return cuda::linear_forward(y, x, w, bias, ctx);
+  cpu::linear_forward(y, x, w, bias, ctx);
+}
+
+void linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dbias,
+                     const TensorView& dy, const TensorView& x, const TensorView& w,
+                     GradWrite dx_write, Context& ctx) {
+  OpCheck ck("linear_backward", ctx);
+  for (auto [v, role] : {std::pair{&dy, "dy"}, {&x, "x"}, {&w, "w"}}) ck.float_arg(*v, role);
+  ck.ndim(x, 2, "x");
+  ck.ndim(w, 2, "w");
+  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
+  ck.require(w.shape[1] == ch, fmt::format("w {} (OC, C) must have C = {} columns to match x {}",
+                                           w.describe(), ch, x.describe()));
+  ck.shape(dy, {n, oc}, "dy");
+  ck.same_precision({{&dy, "dy"}, {&x, "x"}, {&w, "w"}});
+  const std::pair<const TensorView*, const char*> grads[] = {
+      {&dx, "dx"}, {&dw, "dw"}, {&dbias, "dbias"}};
+  if (given(dx)) ck.shape(dx, {n, ch}, "dx");
+  if (given(dw)) ck.shape(dw, {oc, ch}, "dw");
+  if (given(dbias)) ck.shape(dbias, {oc}, "dbias");
+  for (size_t i = 0; i < 3; ++i) {
+    const auto [g, role] = grads[i];
+    if (!given(*g)) continue;
+    ck.float_arg(*g, role);
+    ck.same_precision({{g, role}, {&dy, "dy"}});
+    for (auto [in, irole] : {std::pair{&dy, "dy"}, {&x, "x"}, {&w, "w"}})
+      ck.no_alias(*g, role, *in, irole);
+    for (size_t j = i + 1; j < 3; ++j)
+      if (given(*grads[j].first)) ck.no_alias(*g, role, *grads[j].first, grads[j].second);
+  }
+  if (ctx.is_cuda()) return cuda::linear_backward(dx, dw, dbias, dy, x, w, dx_write, ctx);
+  cpu::linear_backward(dx, dw, dbias, dy, x, w, dx_write, ctx);
+}
+
+}  // namespace r1kit::kernels

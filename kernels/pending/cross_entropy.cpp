@@ -1,0 +1,13 @@
+// CUDA entry points for cross_entropy until kernels/cuda/cross_entropy.cu exists.
+#include "kernels/cross_entropy.h"
+
+namespace r1kit::kernels::cuda {
+void cross_entropy_forward(const TensorView&, const TensorView&, const TensorView&,
+                           const TensorView&, int32_t, Context&) {
+  throw_no_cuda("cross_entropy");
+}
+void cross_entropy_backward(const TensorView&, const TensorView&, const TensorView&,
+                            const TensorView&, const TensorView&, int32_t, Context&) {
+  throw_no_cuda("cross_entropy_backward");
+}
+}  // namespace r1kit::kernels::cuda

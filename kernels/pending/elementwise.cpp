@@ -1,0 +1,31 @@
+// CUDA entry points for the elementwise ops until kernels/cuda/elementwise.cu exists.
+#include "kernels/elementwise.h"
+
+namespace r1kit::kernels::cuda {
+void add_forward(const TensorView&, const TensorView&, const TensorView&, Context&) {
+  throw_no_cuda("add");
+}
+void add_backward(const TensorView&, const TensorView&, const TensorView&, GradWrite, GradWrite,
+                  Context&) {
+  throw_no_cuda("add_backward");
+}
+void axpy(const TensorView&, double, const TensorView&, Context&) {
+  throw_no_cuda("axpy");
+}
+void mul_forward(const TensorView&, const TensorView&, const TensorView&, Context&) {
+  throw_no_cuda("mul");
+}
+void mul_backward(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
+                  const TensorView&, Context&) {
+  throw_no_cuda("mul_backward");
+}
+void scale(const TensorView&, double, const TensorView&, Context&) {
+  throw_no_cuda("scale");
+}
+void cast(const TensorView&, const TensorView&, Context&) {
+  throw_no_cuda("cast");
+}
+void fill(const TensorView&, double, Context&) {
+  throw_no_cuda("fill");
+}
+}  // namespace r1kit::kernels::cuda

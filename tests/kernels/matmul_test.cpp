@@ -1,0 +1,329 @@
+// matmul and linear: forward against a direct triple loop (all transpose combinations, alpha/beta,
+// batched, bf16 inputs within their error bound), backward against finite differences, validation.
+#include "kernels/matmul.h"
+
+#include <cmath>
+
+#include "tests/common/test_util.h"
+
+namespace r1kit::kernels {
+namespace {
+using testing::cpu_ctx;
+
+constexpr double kU64 = 0x1p-53;  // unit roundoff of f64
+constexpr double kU32 = 0x1p-24;  // of f32
+constexpr double kU16 = 0x1p-8;   // of bf16 (8 significand bits)
+
+// Direct C = alpha·op(A)·op(B) + beta·C0 in double for one batch entry, with the magnitude
+// |alpha|·Σ_k |op(A)_ik op(B)_kj| + |beta·C0_ij| that bounds the rounding error of any evaluation.
+struct Reference {
+  std::vector<double> c, mag;
+};
+Reference reference_gemm(const std::vector<double>& a, const std::vector<double>& b,
+                         const std::vector<double>& c0, int64_t batch, int64_t m, int64_t n,
+                         int64_t k, const MatmulOptions& o) {
+  Reference r{std::vector<double>(batch * m * n), std::vector<double>(batch * m * n)};
+  for (int64_t p = 0; p < batch; ++p) {
+    const double* ap = a.data() + p * m * k;
+    const double* bp = b.data() + p * k * n;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0, mag = 0;
+        for (int64_t l = 0; l < k; ++l) {
+          double x = o.trans_a ? ap[l * m + i] : ap[i * k + l];
+          double y = o.trans_b ? bp[j * k + l] : bp[l * n + j];
+          s += x * y;
+          mag += std::fabs(x * y);
+        }
+        const int64_t idx = p * m * n + i * n + j;
+        const double cin = o.beta != 0 ? c0[idx] : 0.0;
+        r.c[idx] = o.alpha * s + o.beta * cin;
+        r.mag[idx] = std::fabs(o.alpha) * mag + std::fabs(o.beta * cin);
+      }
+  }
+  return r;
+}
+
+Shape a_shape(int64_t batch, int64_t m, int64_t k, bool ta) {
+  Shape s = ta ? Shape{k, m} : Shape{m, k};
+  if (batch > 0) s.insert(s.begin(), batch);
+  return s;
+}
+
+// Runs one forward case and checks every element against the reference within
+// (K + 2)·u·magnitude: γ_K for the length-K dot product plus the alpha and beta roundings.
+void check_forward(DType dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                   const MatmulOptions& o, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto& ctx = cpu_ctx();
+  auto a = testing::random_tensor(ctx, a_shape(batch, m, k, o.trans_a), dtype, rng, -1, 1, "a");
+  auto b = testing::random_tensor(ctx, a_shape(batch, k, n, o.trans_b), dtype, rng, -1, 1, "b");
+  Shape cs = batch > 0 ? Shape{batch, m, n} : Shape{m, n};
+  auto c = testing::random_tensor(ctx, cs, dtype, rng, -1, 1, "c");
+  auto c0 = testing::to_double(c);
+  if (o.beta == 0) testing::fill_constant(c, NAN);  // beta = 0 must not read C
+  matmul_forward(c, a, b, o, ctx);
+  auto ref = reference_gemm(testing::to_double(a), testing::to_double(b), c0,
+                            std::max<int64_t>(1, batch), m, n, k, o);
+  const double u = dtype == DType::f64 ? kU64 : kU32;
+  auto got = testing::to_double(c);
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = (k + 2) * u * ref.mag[i];
+    if (!(std::fabs(got[i] - ref.c[i]) <= tol) && bad++ < 5)
+      ADD_FAILURE() << "element " << i << ": got " << got[i] << " want " << ref.c[i] << " tol "
+                    << tol << " (trans_a " << o.trans_a << ", trans_b " << o.trans_b << ")";
+  }
+}
+
+TEST(Matmul, ForwardAllTransposesWithAlphaBeta) {
+  uint64_t seed = 10;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      check_forward(DType::f64, 0, 7, 5, 13, {.trans_a = ta, .trans_b = tb}, seed++);
+      check_forward(DType::f64, 0, 7, 5, 13,
+                    {.trans_a = ta, .trans_b = tb, .alpha = -1.5, .beta = 0.5}, seed++);
+      check_forward(DType::f32, 0, 9, 11, 17,
+                    {.trans_a = ta, .trans_b = tb, .alpha = 0.25, .beta = -2.0}, seed++);
+    }
+}
+
+TEST(Matmul, ForwardBatched) {
+  uint64_t seed = 30;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      check_forward(DType::f64, 3, 7, 5, 13, {.trans_a = ta, .trans_b = tb, .beta = 1.0}, seed++);
+      check_forward(DType::f32, 3, 7, 5, 13, {.trans_a = ta, .trans_b = tb}, seed++);
+    }
+}
+
+TEST(Matmul, ForwardDegenerateSizes) {
+  auto& ctx = cpu_ctx();
+  // K = 0: C = beta·C (and zero for beta = 0, even over NaN).
+  auto a = ctx.empty({3, 0}, DType::f32, "a");
+  auto b = ctx.empty({0, 4}, DType::f32, "b");
+  auto c = testing::tensor_from(ctx, {3, 4}, DType::f32, std::vector<double>(12, 2.0), "c");
+  matmul_forward(c, a, b, {.beta = 0.5}, ctx);
+  for (double v : testing::to_double(c)) EXPECT_EQ(v, 1.0);
+  testing::fill_constant(c, NAN);
+  matmul_forward(c, a, b, {}, ctx);
+  for (double v : testing::to_double(c)) EXPECT_EQ(v, 0.0);
+}
+
+// bf16 inputs: the f32 GEMM on the rounded values is within γ_K of the exact product of the
+// rounded values, and within (2u + u²) + γ_K of the exact product of the unrounded values.
+TEST(Matmul, Bf16InputsWithinErrorBound) {
+  std::mt19937_64 rng(40);
+  auto& ctx = cpu_ctx();
+  const int64_t m = 9, n = 7, k = 31;
+  auto a64 = testing::random_tensor(ctx, {m, k}, DType::f64, rng, -1, 1, "a");
+  auto b64 = testing::random_tensor(ctx, {n, k}, DType::f64, rng, -1, 1, "b");
+  auto a = testing::tensor_from(ctx, {m, k}, DType::bf16, testing::to_double(a64), "a");
+  auto b = testing::tensor_from(ctx, {n, k}, DType::bf16, testing::to_double(b64), "b");
+  auto c = ctx.empty({m, n}, DType::f32, "c");
+  testing::fill_constant(c, NAN);
+  const MatmulOptions o{.trans_b = true};
+  matmul_forward(c, a, b, o, ctx);
+  auto got = testing::to_double(c);
+  auto rounded = reference_gemm(testing::to_double(a), testing::to_double(b), {}, 1, m, n, k, o);
+  auto exact = reference_gemm(testing::to_double(a64), testing::to_double(b64), {}, 1, m, n, k, o);
+  const double input_bound = 2 * kU16 + kU16 * kU16 + (k + 2) * kU32 * (1 + kU16) * (1 + kU16);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_LE(std::fabs(got[i] - rounded.c[i]), (k + 2) * kU32 * rounded.mag[i]) << i;
+    EXPECT_LE(std::fabs(got[i] - exact.c[i]), input_bound * exact.mag[i]) << i;
+  }
+  // bf16 output with beta: one more bf16 rounding of the result.
+  auto c16 = testing::random_tensor(ctx, {m, n}, DType::bf16, rng, -1, 1, "c16");
+  auto c0 = testing::to_double(c16);
+  const MatmulOptions ob{.trans_b = true, .alpha = 0.5, .beta = -1.0};
+  matmul_forward(c16, a, b, ob, ctx);
+  auto ref = reference_gemm(testing::to_double(a), testing::to_double(b), c0, 1, m, n, k, ob);
+  auto got16 = testing::to_double(c16);
+  for (size_t i = 0; i < got16.size(); ++i) {
+    const double gemm_err = (k + 2) * kU32 * ref.mag[i];
+    EXPECT_LE(std::fabs(got16[i] - ref.c[i]), gemm_err + kU16 * (std::fabs(ref.c[i]) + gemm_err))
+        << i;
+  }
+}
+
+void check_backward(int64_t batch, int64_t m, int64_t n, int64_t k, const MatmulOptions& o,
+                    uint64_t seed) {
+  SCOPED_TRACE(::testing::Message()
+               << "trans_a " << o.trans_a << " trans_b " << o.trans_b << " batch " << batch);
+  std::mt19937_64 rng(seed);
+  auto& ctx = cpu_ctx();
+  auto a = testing::random_tensor(ctx, a_shape(batch, m, k, o.trans_a), DType::f64, rng);
+  auto b = testing::random_tensor(ctx, a_shape(batch, k, n, o.trans_b), DType::f64, rng);
+  Shape cs = batch > 0 ? Shape{batch, m, n} : Shape{m, n};
+  auto g = testing::random_tensor(ctx, cs, DType::f64, rng);
+  auto c = ctx.empty(cs, DType::f64);
+  auto loss = [&] {
+    matmul_forward(c, a, b, o, ctx);
+    return testing::dot(c, g);
+  };
+  auto da = ctx.empty(a.view().dims(), DType::f64, "da");
+  auto db = ctx.empty(b.view().dims(), DType::f64, "db");
+  testing::fill_constant(da, NAN);  // overwrite mode must write every element
+  testing::fill_constant(db, NAN);
+  matmul_backward(da, db, g, a, b, o, GradWrite::overwrite, GradWrite::overwrite, ctx);
+  testing::expect_gradients_match(loss, {{a.view(), da.view()}, {b.view(), db.view()}});
+
+  // Accumulate mode adds; an empty da skips it.
+  auto db2 = testing::tensor_from(ctx, b.view().dims(), DType::f64,
+                                  std::vector<double>(b.numel(), 1.0), "db2");
+  matmul_backward(TensorView{}, db2, g, a, b, o, GradWrite::overwrite, GradWrite::accumulate, ctx);
+  auto x = testing::to_double(db2), y = testing::to_double(db);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i] + 1.0, 1e-12);
+}
+
+TEST(Matmul, BackwardMatchesFiniteDifferences) {
+  uint64_t seed = 50;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      check_backward(0, 7, 5, 13, {.trans_a = ta, .trans_b = tb, .alpha = 0.7}, seed++);
+  check_backward(3, 5, 3, 7, {.trans_a = true, .alpha = -1.3}, seed++);
+  check_backward(3, 5, 3, 7, {.trans_b = true}, seed++);
+}
+
+TEST(Linear, ForwardMatchesFormula) {
+  std::mt19937_64 rng(60);
+  auto& ctx = cpu_ctx();
+  const int64_t n = 7, ch = 13, oc = 5;
+  auto x = testing::random_tensor(ctx, {n, ch}, DType::f64, rng, -1, 1, "x");
+  auto w = testing::random_tensor(ctx, {oc, ch}, DType::f64, rng, -1, 1, "proj.weight");
+  auto bias = testing::random_tensor(ctx, {oc}, DType::f64, rng, -1, 1, "proj.bias");
+  auto y = ctx.empty({n, oc}, DType::f64, "y");
+  auto xv = testing::to_double(x), wv = testing::to_double(w), bv = testing::to_double(bias);
+  for (bool with_bias : {true, false}) {
+    testing::fill_constant(y, NAN);
+    linear_forward(y, x, w, with_bias ? bias.view() : TensorView{}, ctx);
+    auto yv = testing::to_double(y);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < oc; ++o) {
+        double s = with_bias ? bv[o] : 0.0, mag = std::fabs(s);
+        for (int64_t j = 0; j < ch; ++j) {
+          s += xv[i * ch + j] * wv[o * ch + j];
+          mag += std::fabs(xv[i * ch + j] * wv[o * ch + j]);
+        }
+        EXPECT_NEAR(yv[i * oc + o], s, (ch + 2) * kU64 * mag) << i << "," << o;
+      }
+  }
+}
+
+TEST(Linear, Bf16MatchesDoubleOnRoundedInputs) {
+  std::mt19937_64 rng(61);
+  auto& ctx = cpu_ctx();
+  const int64_t n = 5, ch = 19, oc = 3;
+  auto x = testing::random_tensor(ctx, {n, ch}, DType::bf16, rng, -1, 1, "x");
+  auto w = testing::random_tensor(ctx, {oc, ch}, DType::bf16, rng, -1, 1, "w");
+  auto bias = testing::random_tensor(ctx, {oc}, DType::bf16, rng, -1, 1, "b");
+  auto y = ctx.empty({n, oc}, DType::bf16, "y");
+  linear_forward(y, x, w, bias, ctx);
+  auto xv = testing::to_double(x), wv = testing::to_double(w), bv = testing::to_double(bias);
+  auto yv = testing::to_double(y);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < oc; ++o) {
+      double s = bv[o], mag = std::fabs(bv[o]);
+      for (int64_t j = 0; j < ch; ++j) {
+        s += xv[i * ch + j] * wv[o * ch + j];
+        mag += std::fabs(xv[i * ch + j] * wv[o * ch + j]);
+      }
+      const double gemm_err = (ch + 2) * kU32 * mag;
+      EXPECT_LE(std::fabs(yv[i * oc + o] - s), gemm_err + kU16 * (std::fabs(s) + gemm_err));
+    }
+}
+
+TEST(Linear, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(62);
+  auto& ctx = cpu_ctx();
+  const int64_t n = 7, ch = 11, oc = 5;
+  auto x = testing::random_tensor(ctx, {n, ch}, DType::f64, rng);
+  auto w = testing::random_tensor(ctx, {oc, ch}, DType::f64, rng);
+  auto bias = testing::random_tensor(ctx, {oc}, DType::f64, rng);
+  auto g = testing::random_tensor(ctx, {n, oc}, DType::f64, rng);
+  auto y = ctx.empty({n, oc}, DType::f64);
+  auto loss = [&] {
+    linear_forward(y, x, w, bias, ctx);
+    return testing::dot(y, g);
+  };
+  auto dx = ctx.empty({n, ch}, DType::f64, "dx");
+  auto dw = ctx.zeros({oc, ch}, DType::f64, "dw");
+  auto dbias = ctx.zeros({oc}, DType::f64, "dbias");
+  testing::fill_constant(dx, NAN);
+  linear_backward(dx, dw, dbias, g, x, w, GradWrite::overwrite, ctx);
+  testing::expect_gradients_match(
+      loss, {{x.view(), dx.view()}, {w.view(), dw.view()}, {bias.view(), dbias.view()}});
+
+  // Parameter gradients accumulate; accumulate mode adds to dx; empty dbias/dw are skipped.
+  auto dx2 = testing::tensor_from(ctx, {n, ch}, DType::f64, std::vector<double>(n * ch, 2.0));
+  auto dw2 = testing::tensor_from(ctx, {oc, ch}, DType::f64, std::vector<double>(oc * ch, 1.0));
+  auto db2 = testing::tensor_from(ctx, {oc}, DType::f64, std::vector<double>(oc, -1.0));
+  linear_backward(dx2, dw2, db2, g, x, w, GradWrite::accumulate, ctx);
+  auto check_plus = [](const TensorView& got, const TensorView& base, double offset) {
+    auto p = testing::to_double(got), q = testing::to_double(base);
+    for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(p[i], q[i] + offset, 1e-12) << i;
+  };
+  check_plus(dx2, dx, 2.0);
+  check_plus(dw2, dw, 1.0);
+  check_plus(db2, dbias, -1.0);
+  auto dx3 = ctx.empty({n, ch}, DType::f64, "dx3");
+  linear_backward(dx3, TensorView{}, TensorView{}, g, x, w, GradWrite::overwrite, ctx);
+  check_plus(dx3, dx, 0.0);
+}
+
+TEST(Matmul, ValidationNamesOpAndShapes) {
+  auto& ctx = cpu_ctx();
+  auto a = ctx.empty({4, 7}, DType::f32, "a");
+  auto b = ctx.empty({8, 3}, DType::f32, "b");
+  auto c = ctx.empty({4, 3}, DType::f32, "c");
+  testing::expect_error_contains([&] { matmul_forward(c, a, b, {}, ctx); },
+                                 {"[matmul]", "(4, 7)", "(8, 3)", "K = 7", "K = 8"});
+  auto b2 = ctx.empty({7, 3}, DType::f32, "b2");
+  auto c2 = ctx.empty({4, 4}, DType::f32, "c2");
+  testing::expect_error_contains([&] { matmul_forward(c2, a, b2, {}, ctx); },
+                                 {"[matmul]", "c2", "(4, 4)", "(4, 3)"});
+  auto a3 = ctx.empty({2, 4, 7}, DType::f32, "a3");
+  testing::expect_error_contains([&] { matmul_forward(c, a3, b2, {}, ctx); },
+                                 {"[matmul]", "(2, 4, 7)", "(7, 3)", "3-D"});
+  auto b3 = ctx.empty({3, 7, 3}, DType::f32, "b3");
+  auto c3 = ctx.empty({2, 4, 3}, DType::f32, "c3");
+  testing::expect_error_contains([&] { matmul_forward(c3, a3, b3, {}, ctx); },
+                                 {"[matmul]", "batch", "(2, 4, 7)", "(3, 7, 3)"});
+  auto bi = ctx.empty({7, 3}, DType::i32, "bi");
+  testing::expect_error_contains([&] { matmul_forward(c, a, bi, {}, ctx); }, {"[matmul]", "i32"});
+  auto b64 = ctx.empty({7, 3}, DType::f64, "b64");
+  testing::expect_error_contains([&] { matmul_forward(c, a, b64, {}, ctx); }, {"[matmul]", "f64"});
+  auto sq = ctx.empty({4, 4}, DType::f32, "sq");
+  testing::expect_error_contains([&] { matmul_forward(sq, sq, sq, {}, ctx); },
+                                 {"[matmul]", "overlap"});
+  auto da = ctx.empty({7, 4}, DType::f32, "da");
+  testing::expect_error_contains(
+      [&] {
+        matmul_backward(da, TensorView{}, c, a, b2, {}, GradWrite::overwrite, GradWrite::overwrite,
+                        ctx);
+      },
+      {"[matmul_backward]", "da", "(7, 4)", "(4, 7)"});
+}
+
+TEST(Linear, ValidationNamesOpAndShapes) {
+  auto& ctx = cpu_ctx();
+  auto x = ctx.empty({4, 7}, DType::f32, "h");
+  auto w = ctx.empty({8, 3}, DType::f32, "mlp.down_proj.weight");
+  auto y = ctx.empty({4, 8}, DType::f32, "y");
+  testing::expect_error_contains([&] { linear_forward(y, x, w, TensorView{}, ctx); },
+                                 {"[linear]", "mlp.down_proj.weight", "(8, 3)", "(4, 7)"});
+  auto w2 = ctx.empty({8, 7}, DType::f32, "w");
+  auto bias = ctx.empty({7}, DType::f32, "bias");
+  testing::expect_error_contains([&] { linear_forward(y, x, w2, bias, ctx); },
+                                 {"[linear]", "bias", "(7)", "(8)"});
+  auto dy = ctx.empty({4, 8}, DType::f32, "dy");
+  auto dw = ctx.empty({7, 8}, DType::f32, "dw");
+  testing::expect_error_contains(
+      [&] {
+        linear_backward(TensorView{}, dw, TensorView{}, dy, x, w2, GradWrite::overwrite, ctx);
+      },
+      {"[linear_backward]", "dw", "(7, 8)", "(8, 7)"});
+}
+
+}  // namespace
+}  // namespace r1kit::kernels
