@@ -1,0 +1,205 @@
+// Token log-prob head CPU reference: row-parallel over tokens, sums in double; the fused head runs
+// the lm_head GEMM through OpenBLAS one chunk of tokens at a time.
+#include "kernels/logprob.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/common.h"
+
+namespace r1kit::kernels::cpu {
+namespace {
+
+bool present(const TensorView& v) {
+  return v.data != nullptr && v.numel() > 0;
+}
+
+// Rows per parallel_for chunk: about 16k logits of work each.
+int64_t row_grain(int64_t vocab) {
+  return std::max<int64_t>(1, 16384 / vocab);
+}
+
+// C (m, n) = alpha · op(A) · op(B) + beta · C, row-major.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+              c, static_cast<int>(ldc));
+}
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+// Forward over `rows` rows of logits (rows, V): per row, with z = x / τ and m = max z,
+//   lse = m + log s,  s = Σ_j e_j,  e_j = exp(z_j − m);
+//   logprob = z_t − lse;
+//   H = −Σ p_j log p_j = log s − Σ_j e_j (z_j − m) / s   (shift-invariant, no cancellation at m).
+// entropy may be null.
+template <class T, class R>
+void forward_rows(const T* logits, int64_t rows, int64_t vocab, const int32_t* targets,
+                  double temperature, R* logprob, R* entropy, R* lse, Context& ctx) {
+  ctx.pool().parallel_for(rows, row_grain(vocab), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T* x = logits + i * vocab;
+      double m = -INFINITY;
+      for (int64_t j = 0; j < vocab; ++j) m = std::max(m, static_cast<double>(x[j]) / temperature);
+      double s = 0, sd = 0;
+      for (int64_t j = 0; j < vocab; ++j) {
+        const double d = static_cast<double>(x[j]) / temperature - m;
+        const double ej = std::exp(d);
+        s += ej;
+        sd += ej * d;
+      }
+      const double log_s = std::log(s);
+      const double l = m + log_s;
+      lse[i] = static_cast<R>(l);
+      logprob[i] = static_cast<R>(static_cast<double>(x[targets[i]]) / temperature - l);
+      if (entropy) entropy[i] = static_cast<R>(log_s - sd / s);
+    }
+  });
+}
+
+// Backward over `rows` rows; dlogits may alias logits (the fused head works in place). Per row,
+// with p_j = exp(z_j − lse) from the saved lse and H = Σ_j p_j (lse − z_j):
+//   dz_j = dlogprob·(1[j = t] − p_j) − dentropy·p_j·((z_j − lse) + H);  dlogits_j = dz_j / τ.
+// dentropy may be null.
+template <class T, class R>
+void backward_rows(T* dlogits, const T* logits, int64_t rows, int64_t vocab, const int32_t* targets,
+                   const R* lse, const R* dlogprob, const R* dentropy, double temperature,
+                   Context& ctx) {
+  ctx.pool().parallel_for(rows, row_grain(vocab), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T* x = logits + i * vocab;
+      T* dx = dlogits + i * vocab;
+      const double l = lse[i], dlp = dlogprob[i];
+      const double dent = dentropy ? static_cast<double>(dentropy[i]) : 0.0;
+      double ent = 0;
+      if (dentropy) {
+        for (int64_t j = 0; j < vocab; ++j) {
+          const double lp = static_cast<double>(x[j]) / temperature - l;
+          ent -= std::exp(lp) * lp;
+        }
+      }
+      const int64_t t = targets[i];
+      for (int64_t j = 0; j < vocab; ++j) {
+        const double lp = static_cast<double>(x[j]) / temperature - l;
+        const double p = std::exp(lp);
+        double dz = dlp * ((j == t ? 1.0 : 0.0) - p);
+        if (dentropy) dz -= dent * p * (lp + ent);
+        dx[j] = static_cast<T>(dz / temperature);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void logprob_forward(const TensorView& logprob_, const TensorView& entropy_, const TensorView& lse_,
+                     const TensorView& logits_, const TensorView& targets, double temperature,
+                     Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView logits = up.in(logits_);
+  const int64_t n = logits.shape[0], vocab = logits.shape[1];
+  dispatch_float(logits.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_float(lse_.dtype, [&](auto rtag) {
+      using R = decltype(rtag);
+      forward_rows<T, R>(logits.ptr<T>(), n, vocab, targets.ptr<int32_t>(), temperature,
+                         logprob_.ptr<R>(), present(entropy_) ? entropy_.ptr<R>() : nullptr,
+                         lse_.ptr<R>(), ctx);
+    });
+  });
+  up.finish();
+}
+
+void logprob_backward(const TensorView& dlogits_, const TensorView& dlogprob,
+                      const TensorView& dentropy, const TensorView& logits_,
+                      const TensorView& targets, const TensorView& lse, double temperature,
+                      Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView logits = up.in(logits_), dlogits = up.out(dlogits_);
+  const int64_t n = logits.shape[0], vocab = logits.shape[1];
+  dispatch_float(logits.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_float(lse.dtype, [&](auto rtag) {
+      using R = decltype(rtag);
+      backward_rows<T, R>(dlogits.ptr<T>(), logits.ptr<T>(), n, vocab, targets.ptr<int32_t>(),
+                          lse.ptr<R>(), dlogprob.ptr<R>(),
+                          present(dentropy) ? dentropy.ptr<R>() : nullptr, temperature, ctx);
+    });
+  });
+  up.finish();
+}
+
+void logprob_head_forward(const TensorView& logprob_, const TensorView& entropy_,
+                          const TensorView& lse_, const TensorView& h_, const TensorView& w_,
+                          const TensorView& targets, double temperature, int64_t chunk_tokens,
+                          Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView h = up.in(h_), w = up.in(w_);
+  const int64_t n = h.shape[0], ch = h.shape[1], vocab = w.shape[0];
+  const int64_t chunk = std::min(chunk_tokens, std::max<int64_t>(n, 1));
+  // (chunk, V) logits of one chunk of tokens: the only vocabulary-wide buffer.
+  Tensor scratch({chunk, vocab}, h.dtype, ctx.host_allocator(), "logprob_head.logits");
+  dispatch_float(h.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_float(lse_.dtype, [&](auto rtag) {
+      using R = decltype(rtag);
+      R* entropy = present(entropy_) ? entropy_.ptr<R>() : nullptr;
+      for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        const int64_t rows = std::min(chunk, n - r0);
+        // logits (rows, V) = h[r0 : r0 + rows] (rows, C) · wᵀ (C, V)
+        gemm(false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch, T(0),
+             scratch.ptr<T>(), vocab);
+        forward_rows<T, R>(scratch.ptr<T>(), rows, vocab, targets.ptr<int32_t>() + r0, temperature,
+                           logprob_.ptr<R>() + r0, entropy ? entropy + r0 : nullptr,
+                           lse_.ptr<R>() + r0, ctx);
+      }
+    });
+  });
+  up.finish();
+}
+
+void logprob_head_backward(const TensorView& dh_, const TensorView& dw_, const TensorView& dlogprob,
+                           const TensorView& dentropy_, const TensorView& h_, const TensorView& w_,
+                           const TensorView& targets, const TensorView& lse, double temperature,
+                           int64_t chunk_tokens, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView h = up.in(h_), w = up.in(w_), dh = up.out(dh_), dw = up.inout(dw_);
+  const int64_t n = h.shape[0], ch = h.shape[1], vocab = w.shape[0];
+  const int64_t chunk = std::min(chunk_tokens, std::max<int64_t>(n, 1));
+  // (chunk, V): one chunk's logits, turned into its dlogits in place.
+  Tensor scratch({chunk, vocab}, h.dtype, ctx.host_allocator(), "logprob_head.dlogits");
+  dispatch_float(h.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_float(lse.dtype, [&](auto rtag) {
+      using R = decltype(rtag);
+      const R* dentropy = present(dentropy_) ? dentropy_.ptr<R>() : nullptr;
+      T* dl = scratch.ptr<T>();
+      for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        const int64_t rows = std::min(chunk, n - r0);
+        const T* hc = h.ptr<T>() + r0 * ch;
+        // logits (rows, V) = h_c · wᵀ, recomputed rather than saved.
+        gemm(false, true, rows, vocab, ch, hc, ch, w.ptr<T>(), ch, T(0), dl, vocab);
+        backward_rows<T, R>(dl, dl, rows, vocab, targets.ptr<int32_t>() + r0, lse.ptr<R>() + r0,
+                            dlogprob.ptr<R>() + r0, dentropy ? dentropy + r0 : nullptr, temperature,
+                            ctx);
+        // dh_c (rows, C) = dlogits (rows, V) · w (V, C)   (=)
+        gemm(false, false, rows, ch, vocab, dl, vocab, w.ptr<T>(), ch, T(0), dh.ptr<T>() + r0 * ch,
+             ch);
+        // dw (V, C) += dlogitsᵀ (V, rows) · h_c (rows, C)
+        gemm(true, false, vocab, ch, rows, dl, vocab, hc, ch, T(1), dw.ptr<T>(), ch);
+      }
+    });
+  });
+  up.finish();
+}
+
+}  // namespace r1kit::kernels::cpu

@@ -1,0 +1,12 @@
+// CUDA entry points for the global gradient norm until kernels/cuda/grad_norm.cu exists (the CUDA
+// backend issue).
+#include "kernels/grad_norm.h"
+
+namespace r1kit::kernels::cuda {
+double grad_sum_squares(const std::vector<TensorView>&, Context&) {
+  throw_no_cuda("grad_global_norm");
+}
+void grad_scale(const std::vector<TensorView>&, double, Context&) {
+  throw_no_cuda("clip_grad_norm");
+}
+}  // namespace r1kit::kernels::cuda

@@ -1,0 +1,9 @@
+// CUDA entry point for sampling until kernels/cuda/sampling.cu exists (the CUDA backend issue).
+#include "kernels/sampling.h"
+
+namespace r1kit::kernels::cuda {
+void sample_forward(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
+                    const SamplingParams&, uint64_t, Context&) {
+  throw_no_cuda("sample");
+}
+}  // namespace r1kit::kernels::cuda
