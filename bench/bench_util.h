@@ -29,8 +29,8 @@ inline double median_ms(Context& ctx, const std::function<void()>& fn, int warmu
     auto t0 = std::chrono::steady_clock::now();
     fn();
     ctx.synchronize();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
