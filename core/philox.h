@@ -42,6 +42,17 @@ R1_HOST_DEVICE inline float philox_uniform(uint32_t bits) {
   return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
 }
 
+// Derives an independent Philox key for one use of a seed (weight init, sampling, dropout, ...), so
+// streams of different purposes never share (key, counter) pairs. SplitMix64 finaliser.
+R1_HOST_DEVICE inline uint64_t philox_derive_key(uint64_t seed, uint64_t domain) {
+  uint64_t z = seed ^ (domain * 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+// Domains in use (sampling keys Philox with the raw seed, domain 0).
+constexpr uint64_t kPhiloxDomainRandomTensor = 1;
+
 // Convenience: one uniform in [0,1) for a (seed, a, b, c, d) tuple — the first lane of one block.
 R1_HOST_DEVICE inline float philox_uniform_at(uint64_t seed, uint32_t a, uint32_t b, uint32_t c,
                                               uint32_t d) {

@@ -43,6 +43,9 @@ struct TensorView {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   bool is_contiguous() const;
   bool empty() const { return numel() == 0; }
+  // False for a default-constructed view, which ops take as "no tensor given" for optional
+  // arguments. (A default view has ndim 0 and so numel 1: test defined(), not empty().)
+  bool defined() const { return data != nullptr || ndim > 0; }
   Shape dims() const { return Shape(shape.begin(), shape.begin() + ndim); }
   // "name (4, 7) bf16 cpu" for error messages.
   std::string describe() const;

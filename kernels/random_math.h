@@ -9,11 +9,13 @@
 
 namespace r1kit::kernels {
 
+// The key is derived from the seed in its own domain, so random tensors never reuse the noise that
+// sampling draws from the same seed.
 R1_HOST_DEVICE inline Philox4 random_block(uint64_t seed, uint64_t offset, uint64_t i) {
   return philox4x32_10(
       Philox4{{static_cast<uint32_t>(i), static_cast<uint32_t>(i >> 32),
                static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32)}},
-      seed);
+      philox_derive_key(seed, kPhiloxDomainRandomTensor));
 }
 
 // Box–Muller: z = sqrt(−2 ln u1)·cos(2π u2), with u1 ∈ (0, 1] so the log is finite.
