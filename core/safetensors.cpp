@@ -139,11 +139,14 @@ SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const Json& e,
                     "truncated file?",
                     t.begin, t.end, data_bytes));
   uint64_t expected = 0;
-  if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(t.dtype)), &expected) ||
-      expected != t.end - t.begin)
-    throw fail(fmt::format("data_offsets [{}, {}) hold {} bytes but shape {} of {} needs {}",
-                           t.begin, t.end, t.end - t.begin, shape_str(t.shape), dname,
-                           fmt::format("{} elements x {} bytes", numel, dtype_size(t.dtype))));
+  const bool overflow =
+      __builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(t.dtype)), &expected);
+  if (overflow || expected != t.end - t.begin)
+    throw fail(fmt::format(
+        "data_offsets [{}, {}) hold {} bytes but shape {} of {} needs {} ({} elements x {} bytes)",
+        t.begin, t.end, t.end - t.begin, shape_str(t.shape), dname,
+        overflow ? std::string("more than 2^64") : std::to_string(expected), numel,
+        dtype_size(t.dtype)));
   return t;
 }
 
@@ -516,28 +519,35 @@ void write_sharded(const std::string& dir, const std::vector<TensorView>& tensor
 ShardedCheckpoint ShardedCheckpoint::open(const std::string& dir_or_file) {
   ShardedCheckpoint c;
   std::error_code ec;
-  const fs::path root(dir_or_file);
+  const fs::path arg(dir_or_file);
+  fs::path root = arg;
+  std::string index;
   auto open_single = [&](const std::string& path) {
     c.source_ = path;
     c.shards_.push_back(SafetensorsFile::open(path));
     for (const auto& t : c.shards_[0].tensors()) c.tensor_shard_[t.name] = 0;
   };
-  if (fs::is_regular_file(root, ec)) {
-    open_single(dir_or_file);
-    return c;
+  if (fs::is_regular_file(arg, ec)) {
+    if (arg.extension() != ".json") {
+      open_single(dir_or_file);
+      return c;
+    }
+    index = dir_or_file;  // an index file named directly; its shards sit beside it
+    root = arg.parent_path();
+  } else {
+    if (!fs::is_directory(arg, ec))
+      R1_THROW("checkpoint '{}' does not exist (expected a directory with {} or {})", dir_or_file,
+               kSafetensorsSingleFile, kSafetensorsIndexFile);
+    const std::string single = (root / kSafetensorsSingleFile).string();
+    index = (root / kSafetensorsIndexFile).string();
+    if (fs::exists(single, ec)) {
+      open_single(single);
+      return c;
+    }
+    if (!fs::exists(index, ec))
+      R1_THROW("'{}' holds neither {} nor {}: not a checkpoint directory", dir_or_file,
+               kSafetensorsSingleFile, kSafetensorsIndexFile);
   }
-  if (!fs::is_directory(root, ec))
-    R1_THROW("checkpoint '{}' does not exist (expected a directory with {} or {})", dir_or_file,
-             kSafetensorsSingleFile, kSafetensorsIndexFile);
-  const std::string single = (root / kSafetensorsSingleFile).string();
-  const std::string index = (root / kSafetensorsIndexFile).string();
-  if (fs::exists(single, ec)) {
-    open_single(single);
-    return c;
-  }
-  if (!fs::exists(index, ec))
-    R1_THROW("'{}' holds neither {} nor {}: not a checkpoint directory", dir_or_file,
-             kSafetensorsSingleFile, kSafetensorsIndexFile);
 
   c.source_ = index;
   Json j = read_json_file(index);

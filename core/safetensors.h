@@ -175,9 +175,10 @@ void write_sharded(const std::string& dir, const std::vector<TensorView>& tensor
 
 // A checkpoint directory in the HF layout: model.safetensors.index.json and its shards, or a
 // single model.safetensors (preferred when both exist, as transformers does). open() also accepts
-// the path of a .safetensors file. Every shard is mapped and validated at open(), and every
-// tensor of the weight map must be in its shard; tensors a shard holds beyond the weight map are
-// ignored. Errors name the index file, the tensor and the shard.
+// the path of a .safetensors file, or of an index .json file (its shards are read beside it). Every
+// shard is mapped and validated at open(), and every tensor of the weight map must be in its shard;
+// tensors a shard holds beyond the weight map are ignored. Errors name the index file, the tensor
+// and the shard.
 class ShardedCheckpoint {
  public:
   static ShardedCheckpoint open(const std::string& dir_or_file);

@@ -374,7 +374,7 @@ TEST(Safetensors, EveryHeaderErrorNamesFileAndTensor) {
       R"({"w":{"dtype":"U8","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", 0,
       {"tensor 'w'", "too large"});
   expect_header_error(R"({"w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}})",
-                      8, {"tensor 'w'", "needs"});  // numel * 8 overflows u64
+                      8, {"tensor 'w'", "needs more than 2^64"});  // numel * 8 overflows u64
   expect_header_error(R"({"w":{"dtype":"F32","shape":[2]}})", 8,
                       {"tensor 'w'", "missing field 'data_offsets'"});
   expect_header_error(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8,
@@ -386,7 +386,7 @@ TEST(Safetensors, EveryHeaderErrorNamesFileAndTensor) {
   expect_header_error(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 7,
                       {"tensor 'w'", "past the end of the data buffer (7 bytes)"});
   expect_header_error(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8,
-                      {"tensor 'w'", "hold 8 bytes", "(3)", "needs 3 elements x 4 bytes"});
+                      {"tensor 'w'", "hold 8 bytes", "(3) of F32 needs 12 (3 elements x 4 bytes)"});
 
   // Layout of the data buffer: overlaps, holes, trailing bytes.
   expect_header_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
@@ -601,6 +601,10 @@ TEST(Safetensors, ShardedRoundTrip) {
     EXPECT_EQ(ckpt.info(v.name).dtype, v.dtype);
   }
   EXPECT_EQ(ckpt.shard_of("c.big").path(), dir.file("model-00002-of-00004.safetensors"));
+  // The index file can be named directly.
+  auto by_index = ShardedCheckpoint::open(dir.file("model.safetensors.index.json"));
+  EXPECT_EQ(by_index.num_shards(), 4u);
+  EXPECT_EQ(by_index.names(), names);
   expect_error_contains([&] { ckpt.view("c.bigg"); },
                         {"model.safetensors.index.json", "'c.bigg'", "did you mean 'c.big'"});
 

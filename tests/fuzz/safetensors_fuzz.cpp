@@ -1,7 +1,6 @@
-// Fuzz target for the safetensors reader: any bytes must give either a clean r1kit::Error or a
-// file whose every tensor can be read, and that survives a write/read round trip unchanged.
-// Built as a libFuzzer binary (R1KIT_FUZZ=ON, clang) and always as a replay test whose main
-// (R1KIT_FUZZ_REPLAY_MAIN) feeds it seed files and deterministic mutations of them.
+// Fuzz target for the safetensors reader: any bytes give a clean r1kit::Error or a file whose every
+// tensor reads back and survives a write/read round trip. A libFuzzer binary with R1KIT_FUZZ=ON;
+// always also a replay test (R1KIT_FUZZ_REPLAY_MAIN: seed files plus deterministic mutations).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
