@@ -7,4 +7,5 @@
 namespace r1kit::apps {
 void register_all(CLI::App& app);
 void register_info(CLI::App& app);
+void register_inspect(CLI::App& app);
 }  // namespace r1kit::apps

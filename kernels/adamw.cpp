@@ -10,8 +10,7 @@ void adamw_update(const TensorView& param, const TensorView& grad, const TensorV
                   Context& ctx) {
   OpCheck c("adamw", ctx);
   c.float_arg(param, "param");
-  c.require(param.dtype == DType::f32 || param.dtype == DType::f64,
-            fmt::format("param {} must be f32 or f64 (the master weights)", param.describe()));
+  c.f32_or_f64(param, "param (the master weights)");
   c.float_arg(grad, "grad");
   c.same_shape(grad, "grad", param, "param");
   c.same_precision({{&param, "param"}, {&grad, "grad"}});
@@ -20,17 +19,14 @@ void adamw_update(const TensorView& param, const TensorView& grad, const TensorV
     c.same_shape(*s, role, param, "param");
     c.same_dtype(*s, role, param, "param");
   }
-  const bool with_bf16 = param_bf16.data != nullptr && param_bf16.numel() > 0;
-  if (with_bf16) {
+  if (param_bf16.defined()) {
     c.on_device(param_bf16, "param_bf16");
     c.contiguous(param_bf16, "param_bf16");
     c.dtype(param_bf16, DType::bf16, "param_bf16");
     c.same_shape(param_bf16, "param_bf16", param, "param");
   }
-  const TensorView* bufs[] = {&param, &grad, &m, &v, &param_bf16};
-  const char* roles[] = {"param", "grad", "m", "v", "param_bf16"};
-  for (int i = 0; i < 5; ++i)
-    for (int j = i + 1; j < 5; ++j) c.no_alias(*bufs[i], roles[i], *bufs[j], roles[j]);
+  c.outputs_distinct({{&param, "param"}, {&m, "m"}, {&v, "v"}, {&param_bf16, "param_bf16"}},
+                     {{&grad, "grad"}});
   c.require(std::isfinite(hp.lr) && hp.lr >= 0,
             fmt::format("lr {} must be finite and >= 0", hp.lr));
   c.require(hp.beta1 >= 0 && hp.beta1 < 1, fmt::format("beta1 {} must be in [0, 1)", hp.beta1));

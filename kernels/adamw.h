@@ -26,7 +26,7 @@ struct AdamWParams {
 //   v ← β2·v + (1 − β2)·g²
 //   p ← p − lr·(m / (1 − β1^t)) / (sqrt(v / (1 − β2^t)) + eps)
 // param f32 (the GPU's master weights) or f64 (tests); m and v have param's dtype; grad is f32,
-// f64, bf16 or f16 (matching param's precision: f64 with f64). param_bf16 is an empty view or a
+// f64, bf16 or f16 (matching param's precision: f64 with f64). param_bf16 is TensorView{} or a
 // bf16 tensor that receives round_to_bf16(updated p): the bf16 working copy the GPU keeps beside
 // its fp32 masters. Non-finite gradients propagate into param; clip_grad_norm reports them first
 // (kernels/grad_norm.h) so the trainer can skip the step.

@@ -2,63 +2,10 @@
 // and aliasing, then the device switch.
 #include "kernels/attention.h"
 
-#include <algorithm>
-#include <array>
 #include <cmath>
 
 namespace r1kit::kernels {
 namespace {
-
-std::string strides_str(const TensorView& v) {
-  return shape_str(v.stride.data(), v.ndim);
-}
-
-// A (T, H, D) view with unit stride in its last dim; rows and heads may be strided. An output must
-// also not overlap itself: walking the dims by increasing stride, each stride must clear the
-// extent of the smaller ones.
-void check_row_view(const OpCheck& c, const TensorView& v, const char* role, bool output) {
-  c.on_device(v, role);
-  c.float_dtype(v, role);
-  c.ndim(v, 3, role);
-  c.require(v.shape[2] <= 1 || v.stride[2] == 1,
-            fmt::format("{} {} must have unit stride in its last dim (strides {})", role,
-                        v.describe(), strides_str(v)));
-  c.require(v.stride[0] >= 0 && v.stride[1] >= 0,
-            fmt::format("{} {} has negative strides {}", role, v.describe(), strides_str(v)));
-  if (!output || v.empty()) return;
-  std::array<int, 3> order{0, 1, 2};
-  std::sort(order.begin(), order.end(), [&](int a, int b) { return v.stride[a] < v.stride[b]; });
-  int64_t extent = 0;  // largest offset reachable with the dims seen so far
-  for (int d : order) {
-    if (v.shape[d] <= 1) continue;
-    c.require(v.stride[d] > extent, fmt::format("output {} {} overlaps itself (strides {})", role,
-                                                v.describe(), strides_str(v)));
-    extent += (v.shape[d] - 1) * v.stride[d];
-  }
-}
-
-// Whether two views share memory. Exact for 3-D views with the same row pitch whose rows each fit
-// in one pitch (slices of one fused (T, C) buffer, e.g. dq/dk/dv of a fused qkv projection): their
-// column bands are compared modulo the pitch. Otherwise the conservative span test.
-bool views_overlap(const TensorView& a, const TensorView& b) {
-  if (!a.overlaps(b)) return false;
-  const int64_t ea = static_cast<int64_t>(dtype_size(a.dtype));
-  const int64_t eb = static_cast<int64_t>(dtype_size(b.dtype));
-  if (a.ndim != 3 || b.ndim != 3 || a.stride[0] * ea != b.stride[0] * eb) return true;
-  const int64_t pitch = a.stride[0] * ea;
-  const int64_t wa = ((a.shape[1] - 1) * a.stride[1] + a.shape[2]) * ea;
-  const int64_t wb = ((b.shape[1] - 1) * b.stride[1] + b.shape[2]) * eb;
-  if (pitch <= 0 || wa > pitch || wb > pitch) return true;
-  const int64_t delta = static_cast<const char*>(b.data) - static_cast<const char*>(a.data);
-  const int64_t col = ((delta % pitch) + pitch) % pitch;  // b's band starts here within a row
-  return col < wa || col + wb > pitch;
-}
-
-void no_overlap(const OpCheck& c, const TensorView& a, const char* ra, const TensorView& b,
-                const char* rb) {
-  c.require(!views_overlap(a, b),
-            fmt::format("{} {} must not overlap {} {}", ra, a.describe(), rb, b.describe()));
-}
 
 struct Dims {
   int64_t t, hq, hkv, dqk, dv;
@@ -66,9 +13,9 @@ struct Dims {
 
 Dims check_qkv(const OpCheck& c, const TensorView& q, const TensorView& k, const TensorView& v,
                double scale) {
-  check_row_view(c, q, "q", false);
-  check_row_view(c, k, "k", false);
-  check_row_view(c, v, "v", false);
+  c.row_view(q, 3, "q");
+  c.row_view(k, 3, "k");
+  c.row_view(v, 3, "v");
   const Dims d{q.shape[0], q.shape[1], k.shape[1], q.shape[2], v.shape[2]};
   c.shape(k, {d.t, kAny, d.dqk}, "k (T, Hkv, Dqk)");
   c.shape(v, {d.t, d.hkv, kAny}, "v (T, Hkv, Dv)");
@@ -85,8 +32,7 @@ Dims check_qkv(const OpCheck& c, const TensorView& q, const TensorView& k, const
 void check_lse(const OpCheck& c, const TensorView& lse, const Dims& d) {
   c.on_device(lse, "lse");
   c.contiguous(lse, "lse");
-  c.require(lse.dtype == DType::f32 || lse.dtype == DType::f64,
-            fmt::format("lse {} must be f32 or f64", lse.describe()));
+  c.f32_or_f64(lse, "lse");
   c.shape(lse, {d.hq, d.t}, "lse (Hq, T)");
 }
 
@@ -123,15 +69,12 @@ void attention_forward(const TensorView& out, const TensorView& lse, const Tenso
                        double scale, Context& ctx) {
   OpCheck c("attention", ctx);
   const Dims d = check_qkv(c, q, k, v, scale);
-  check_row_view(c, out, "out", true);
+  c.row_view(out, 3, "out");
+  c.no_self_overlap(out, "out");
   c.shape(out, {d.t, d.hq, d.dv}, "out (T, Hq, Dv)");
   check_lse(c, lse, d);
   c.same_precision({{&out, "out"}, {&lse, "lse"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
-  for (auto [in, role] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}}) {
-    no_overlap(c, out, "out", *in, role);
-    no_overlap(c, lse, "lse", *in, role);
-  }
-  no_overlap(c, out, "out", lse, "lse");
+  c.outputs_distinct({{&out, "out"}, {&lse, "lse"}}, {{&q, "q"}, {&k, "k"}, {&v, "v"}});
   check_cu_seqlens(c, cu_seqlens, d.t, ctx);
   if (ctx.is_cuda()) return cuda::attention_forward(out, lse, q, k, v, cu_seqlens, scale, ctx);
   cpu::attention_forward(out, lse, q, k, v, cu_seqlens, scale, ctx);
@@ -143,14 +86,15 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
                         const TensorView& cu_seqlens, double scale, Context& ctx) {
   OpCheck c("attention_backward", ctx);
   const Dims d = check_qkv(c, q, k, v, scale);
-  check_row_view(c, out, "out", false);
-  check_row_view(c, dout, "dout", false);
+  c.row_view(out, 3, "out");
+  c.row_view(dout, 3, "dout");
   c.shape(out, {d.t, d.hq, d.dv}, "out (T, Hq, Dv)");
   c.same_shape(dout, "dout", out, "out");
   check_lse(c, lse, d);
-  check_row_view(c, dq, "dq", true);
-  check_row_view(c, dk, "dk", true);
-  check_row_view(c, dv, "dv", true);
+  for (auto [g, role] : {std::pair{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}}) {
+    c.row_view(*g, 3, role);
+    c.no_self_overlap(*g, role);
+  }
   c.same_shape(dq, "dq", q, "q");
   c.same_shape(dk, "dk", k, "k");
   c.same_shape(dv, "dv", v, "v");
@@ -163,15 +107,9 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
                     {&v, "v"},
                     {&out, "out"},
                     {&lse, "lse"}});
-  const std::pair<const TensorView*, const char*> grads[] = {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}};
-  const std::pair<const TensorView*, const char*> inputs[] = {
-      {&dout, "dout"}, {&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"}};
-  for (size_t i = 0; i < 3; ++i) {
-    for (size_t j = i + 1; j < 3; ++j)
-      no_overlap(c, *grads[i].first, grads[i].second, *grads[j].first, grads[j].second);
-    for (const auto& [in, role] : inputs)
-      no_overlap(c, *grads[i].first, grads[i].second, *in, role);
-  }
+  c.outputs_distinct(
+      {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}},
+      {{&dout, "dout"}, {&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"}});
   check_cu_seqlens(c, cu_seqlens, d.t, ctx);
   if (ctx.is_cuda())
     return cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, scale, ctx);

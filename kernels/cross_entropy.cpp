@@ -17,8 +17,7 @@ void check_row_stat(const OpCheck& c, const TensorView& v, const TensorView& log
                     const char* role) {
   c.float_arg(v, role);
   c.shape(v, {logits.shape[0]}, role);
-  c.require(v.dtype == DType::f32 || v.dtype == DType::f64,
-            fmt::format("{} {} must be f32 or f64", role, v.describe()));
+  c.f32_or_f64(v, role);
 }
 
 // Every target is ignore_index or a class in [0, V). Only host memory can be read here; on CUDA
@@ -45,11 +44,8 @@ void cross_entropy_forward(const TensorView& loss, const TensorView& lse, const 
   check_row_stat(c, loss, logits, "loss");
   check_row_stat(c, lse, logits, "lse");
   c.same_precision({{&loss, "loss"}, {&lse, "lse"}, {&logits, "logits"}});
-  c.no_alias(loss, "loss", lse, "lse");
-  for (auto [out, role] : {std::pair{&loss, "loss"}, {&lse, "lse"}}) {
-    c.no_alias(*out, role, logits, "logits");
-    c.no_alias(*out, role, targets, "targets");
-  }
+  c.outputs_distinct({{&loss, "loss"}, {&lse, "lse"}},
+                     {{&logits, "logits"}, {&targets, "targets"}});
   check_targets(c, targets, logits, ignore_index, ctx);
   if (ctx.is_cuda())
     return cuda::cross_entropy_forward(loss, lse, logits, targets, ignore_index, ctx);
@@ -73,10 +69,9 @@ void cross_entropy_backward(const TensorView& dlogits, const TensorView& dloss,
   c.shape(dloss, {logits.shape[0]}, "dloss");
   c.same_precision({{&dlogits, "dlogits"}, {&dloss, "dloss"}, {&logits, "logits"}, {&lse, "lse"}});
   // In place over logits is allowed (each element is read before it is written).
-  if (!(dlogits.data == logits.data && dlogits.dtype == logits.dtype))
-    c.no_alias(dlogits, "dlogits", logits, "logits");
-  for (auto [in, role] : {std::pair{&dloss, "dloss"}, {&targets, "targets"}, {&lse, "lse"}})
-    c.no_alias(dlogits, "dlogits", *in, role);
+  c.in_place_or_no_alias(dlogits, "dlogits", logits, "logits");
+  c.outputs_distinct({{&dlogits, "dlogits"}},
+                     {{&dloss, "dloss"}, {&targets, "targets"}, {&lse, "lse"}});
   check_targets(c, targets, logits, ignore_index, ctx);
   if (ctx.is_cuda())
     return cuda::cross_entropy_backward(dlogits, dloss, logits, targets, lse, ignore_index, ctx);

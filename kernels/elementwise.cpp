@@ -6,17 +6,6 @@
 namespace r1kit::kernels {
 namespace {
 
-bool given(const TensorView& v) {
-  return v.ndim > 0 || v.data != nullptr;
-}
-
-// An output may be exactly an input (same memory and dtype; shapes are checked equal and both are
-// contiguous, so also the same layout: elementwise in place) but must not overlap it otherwise.
-void check_in_place(const OpCheck& c, const TensorView& y, const char* ry, const TensorView& x,
-                    const char* rx) {
-  if (!(y.data == x.data && y.dtype == x.dtype)) c.no_alias(y, ry, x, rx);
-}
-
 // y, a, b: float, contiguous, on device, one shape, one precision.
 void check_binary(const OpCheck& c, const TensorView& y, const char* ry, const TensorView& a,
                   const char* ra, const TensorView& b, const char* rb) {
@@ -36,17 +25,39 @@ void check_unary(const OpCheck& c, const TensorView& y, const char* ry, const Te
   c.same_precision({{&y, ry}, {&x, rx}});
 }
 
+// The gradients of a binary op: da, db (each TensorView{} to skip it) shaped like dy, overlapping
+// neither each other nor the backward's inputs (dy first).
+void check_grads(const OpCheck& c, const TensorView& da, const TensorView& db, const TensorView& dy,
+                 std::initializer_list<NamedView> inputs) {
+  for (auto [g, role] : {std::pair{&da, "da"}, {&db, "db"}})
+    if (g->defined()) check_unary(c, *g, role, dy, "dy");
+  c.outputs_distinct({{&da, "da"}, {&db, "db"}}, inputs);
+}
+
 void check_finite(const OpCheck& c, double v, const char* what) {
   c.require(std::isfinite(v), fmt::format("{} {} must be finite", what, v));
+}
+
+// y = f(a, b): y may be exactly a or b (in place) but must not overlap them otherwise.
+void check_binary_in_place(const OpCheck& c, const TensorView& y, const TensorView& a,
+                           const TensorView& b) {
+  check_binary(c, y, "y", a, "a", b, "b");
+  c.in_place_or_no_alias(y, "y", a, "a");
+  c.in_place_or_no_alias(y, "y", b, "b");
+}
+
+// y = f(alpha, x) (axpy, scale): y may be exactly x; alpha finite.
+void check_scaled(const OpCheck& c, const TensorView& y, const TensorView& x, double alpha) {
+  check_unary(c, y, "y", x, "x");
+  c.in_place_or_no_alias(y, "y", x, "x");
+  check_finite(c, alpha, "alpha");
 }
 
 }  // namespace
 
 void add_forward(const TensorView& y, const TensorView& a, const TensorView& b, Context& ctx) {
   OpCheck c("add", ctx);
-  check_binary(c, y, "y", a, "a", b, "b");
-  check_in_place(c, y, "y", a, "a");
-  check_in_place(c, y, "y", b, "b");
+  check_binary_in_place(c, y, a, b);
   if (ctx.is_cuda()) return cuda::add_forward(y, a, b, ctx);
   cpu::add_forward(y, a, b, ctx);
 }
@@ -55,30 +66,21 @@ void add_backward(const TensorView& da, const TensorView& db, const TensorView& 
                   GradWrite da_write, GradWrite db_write, Context& ctx) {
   OpCheck c("add_backward", ctx);
   c.float_arg(dy, "dy");
-  for (auto [g, role] : {std::pair{&da, "da"}, {&db, "db"}}) {
-    if (!given(*g)) continue;
-    check_unary(c, *g, role, dy, "dy");
-    c.no_alias(*g, role, dy, "dy");
-  }
-  if (given(da) && given(db)) c.no_alias(da, "da", db, "db");
+  check_grads(c, da, db, dy, {{&dy, "dy"}});
   if (ctx.is_cuda()) return cuda::add_backward(da, db, dy, da_write, db_write, ctx);
   cpu::add_backward(da, db, dy, da_write, db_write, ctx);
 }
 
 void axpy(const TensorView& y, double alpha, const TensorView& x, Context& ctx) {
   OpCheck c("axpy", ctx);
-  check_unary(c, y, "y", x, "x");
-  check_in_place(c, y, "y", x, "x");
-  check_finite(c, alpha, "alpha");
+  check_scaled(c, y, x, alpha);
   if (ctx.is_cuda()) return cuda::axpy(y, alpha, x, ctx);
   cpu::axpy(y, alpha, x, ctx);
 }
 
 void mul_forward(const TensorView& y, const TensorView& a, const TensorView& b, Context& ctx) {
   OpCheck c("mul", ctx);
-  check_binary(c, y, "y", a, "a", b, "b");
-  check_in_place(c, y, "y", a, "a");
-  check_in_place(c, y, "y", b, "b");
+  check_binary_in_place(c, y, a, b);
   if (ctx.is_cuda()) return cuda::mul_forward(y, a, b, ctx);
   cpu::mul_forward(y, a, b, ctx);
 }
@@ -87,22 +89,14 @@ void mul_backward(const TensorView& da, const TensorView& db, const TensorView& 
                   const TensorView& a, const TensorView& b, Context& ctx) {
   OpCheck c("mul_backward", ctx);
   check_binary(c, dy, "dy", a, "a", b, "b");
-  for (auto [g, role] : {std::pair{&da, "da"}, {&db, "db"}}) {
-    if (!given(*g)) continue;
-    check_unary(c, *g, role, dy, "dy");
-    for (auto [in, irole] : {std::pair{&dy, "dy"}, {&a, "a"}, {&b, "b"}})
-      c.no_alias(*g, role, *in, irole);
-  }
-  if (given(da) && given(db)) c.no_alias(da, "da", db, "db");
+  check_grads(c, da, db, dy, {{&dy, "dy"}, {&a, "a"}, {&b, "b"}});
   if (ctx.is_cuda()) return cuda::mul_backward(da, db, dy, a, b, ctx);
   cpu::mul_backward(da, db, dy, a, b, ctx);
 }
 
 void scale(const TensorView& y, double alpha, const TensorView& x, Context& ctx) {
   OpCheck c("scale", ctx);
-  check_unary(c, y, "y", x, "x");
-  check_in_place(c, y, "y", x, "x");
-  check_finite(c, alpha, "alpha");
+  check_scaled(c, y, x, alpha);
   if (ctx.is_cuda()) return cuda::scale(y, alpha, x, ctx);
   cpu::scale(y, alpha, x, ctx);
 }

@@ -16,20 +16,25 @@ void check_ids(const OpCheck& c, const TensorView& ids, const TensorView& table,
                          p[i], i, ids.describe(), table.describe(), v));
 }
 
+// rows (N, C) gathered from or scattered into table (V, C) by ids (N) i32.
+void check_lookup(const OpCheck& c, const TensorView& rows, const char* rows_role,
+                  const TensorView& table, const char* table_role, const TensorView& ids) {
+  c.float_arg(rows, rows_role);
+  c.float_arg(table, table_role);
+  c.int_arg(ids, "ids");
+  c.ndim(ids, 1, "ids");
+  c.ndim(table, 2, table_role);
+  c.shape(rows, {ids.shape[0], table.shape[1]}, rows_role);
+  c.same_precision({{&rows, rows_role}, {&table, table_role}});
+}
+
 }  // namespace
 
 void embedding_forward(const TensorView& out, const TensorView& ids, const TensorView& table,
                        Context& ctx) {
   OpCheck c("embedding", ctx);
-  c.float_arg(out, "out");
-  c.int_arg(ids, "ids");
-  c.float_arg(table, "table");
-  c.ndim(ids, 1, "ids");
-  c.ndim(table, 2, "table");
-  c.shape(out, {ids.shape[0], table.shape[1]}, "out");
-  c.same_precision({{&out, "out"}, {&table, "table"}});
-  c.no_alias(out, "out", table, "table");
-  c.no_alias(out, "out", ids, "ids");
+  check_lookup(c, out, "out", table, "table", ids);
+  c.outputs_distinct({{&out, "out"}}, {{&table, "table"}, {&ids, "ids"}});
   check_ids(c, ids, table, ctx);
   if (ctx.is_cuda()) return cuda::embedding_forward(out, ids, table, ctx);
   cpu::embedding_forward(out, ids, table, ctx);
@@ -38,15 +43,8 @@ void embedding_forward(const TensorView& out, const TensorView& ids, const Tenso
 void embedding_backward(const TensorView& dtable, const TensorView& dout, const TensorView& ids,
                         Context& ctx) {
   OpCheck c("embedding_backward", ctx);
-  c.float_arg(dtable, "dtable");
-  c.float_arg(dout, "dout");
-  c.int_arg(ids, "ids");
-  c.ndim(ids, 1, "ids");
-  c.ndim(dtable, 2, "dtable");
-  c.shape(dout, {ids.shape[0], dtable.shape[1]}, "dout");
-  c.same_precision({{&dtable, "dtable"}, {&dout, "dout"}});
-  c.no_alias(dtable, "dtable", dout, "dout");
-  c.no_alias(dtable, "dtable", ids, "ids");
+  check_lookup(c, dout, "dout", dtable, "dtable", ids);
+  c.outputs_distinct({{&dtable, "dtable"}}, {{&dout, "dout"}, {&ids, "ids"}});
   check_ids(c, ids, dtable, ctx);
   if (ctx.is_cuda()) return cuda::embedding_backward(dtable, dout, ids, ctx);
   cpu::embedding_backward(dtable, dout, ids, ctx);

@@ -3,27 +3,61 @@
 #include "kernels/logprob.h"
 
 #include <cmath>
-#include <vector>
+#include <tuple>
+#include <utility>
 
 namespace r1kit::kernels {
 namespace {
-
-// An optional argument (entropy, dentropy) is absent when default-constructed or empty.
-bool present(const TensorView& v) {
-  return v.data != nullptr && v.numel() > 0;
-}
 
 // Per-token statistics (logprob, entropy, lse and their gradients): (N) f32 or f64.
 void stat_arg(const OpCheck& c, const TensorView& v, int64_t n, const char* role) {
   c.float_arg(v, role);
   c.shape(v, {n}, role);
-  c.require(v.dtype == DType::f32 || v.dtype == DType::f64,
-            fmt::format("{} {} must be f32 or f64", role, v.describe()));
+  c.f32_or_f64(v, role);
 }
 
 void check_temperature(const OpCheck& c, double temperature) {
   c.require(std::isfinite(temperature) && temperature > 0,
             fmt::format("temperature {} must be finite and > 0", temperature));
+}
+
+// The per-token statistics of a call, (N) each: `stat` (logprob or dlogprob) and lse, and the
+// optional `ent` (entropy or dentropy; skipped when not defined()) in the precision of `like`
+// (the logits or h); then the temperature.
+void check_stats(const OpCheck& c, int64_t n, NamedView stat, const TensorView& lse, NamedView ent,
+                 NamedView like, double temperature) {
+  stat_arg(c, *stat.first, n, stat.second);
+  stat_arg(c, lse, n, "lse");
+  if (ent.first->defined()) {
+    stat_arg(c, *ent.first, n, ent.second);
+    c.same_precision({like, ent});
+  }
+  check_temperature(c, temperature);
+}
+
+// logits (N, V) with V >= 1; returns (N, V).
+std::pair<int64_t, int64_t> check_logits(const OpCheck& c, const TensorView& logits) {
+  c.float_arg(logits, "logits");
+  c.ndim(logits, 2, "logits");
+  const int64_t n = logits.shape[0], vocab = logits.shape[1];
+  c.require(vocab >= 1, fmt::format("logits {} must have a vocab dim >= 1", logits.describe()));
+  return {n, vocab};
+}
+
+// h (N, C) and the lm_head weight w (V, C) with C, V >= 1; returns (N, C, V).
+std::tuple<int64_t, int64_t, int64_t> check_head(const OpCheck& c, const TensorView& h,
+                                                 const TensorView& w) {
+  c.float_arg(h, "h");
+  c.float_arg(w, "w");
+  c.ndim(h, 2, "h");
+  c.ndim(w, 2, "w");
+  const int64_t n = h.shape[0], ch = h.shape[1], vocab = w.shape[0];
+  c.require(ch >= 1 && vocab >= 1,
+            fmt::format("h {} and w {} need at least one channel and one vocab row", h.describe(),
+                        w.describe()));
+  c.require(w.shape[1] == ch, fmt::format("w {} must have shape ({}, {}) to match h {}",
+                                          w.describe(), vocab, ch, h.describe()));
+  return {n, ch, vocab};
 }
 
 // targets (N) i32, every value in [0, V). The values are read only when they live on the host;
@@ -40,37 +74,18 @@ void check_targets(const OpCheck& c, const TensorView& targets, int64_t n, int64
                          targets.describe(), i, t[i], vocab, vocab_from));
 }
 
-// Outputs must not overlap each other or any input.
-void check_no_alias(const OpCheck& c,
-                    std::initializer_list<std::pair<const TensorView*, const char*>> outputs,
-                    std::initializer_list<std::pair<const TensorView*, const char*>> inputs) {
-  std::vector<std::pair<const TensorView*, const char*>> outs(outputs);
-  for (size_t i = 0; i < outs.size(); ++i) {
-    for (size_t j = i + 1; j < outs.size(); ++j)
-      c.no_alias(*outs[i].first, outs[i].second, *outs[j].first, outs[j].second);
-    for (const auto& in : inputs) c.no_alias(*outs[i].first, outs[i].second, *in.first, in.second);
-  }
-}
-
 }  // namespace
 
 void logprob_forward(const TensorView& logprob, const TensorView& entropy, const TensorView& lse,
                      const TensorView& logits, const TensorView& targets, double temperature,
                      Context& ctx) {
   OpCheck c("logprob", ctx);
-  c.float_arg(logits, "logits");
-  c.ndim(logits, 2, "logits");
-  const int64_t n = logits.shape[0], vocab = logits.shape[1];
-  c.require(vocab >= 1, fmt::format("logits {} must have a vocab dim >= 1", logits.describe()));
-  stat_arg(c, logprob, n, "logprob");
-  stat_arg(c, lse, n, "lse");
-  const bool with_entropy = present(entropy);
-  if (with_entropy) stat_arg(c, entropy, n, "entropy");
-  check_temperature(c, temperature);
+  const auto [n, vocab] = check_logits(c, logits);
+  check_stats(c, n, {&logprob, "logprob"}, lse, {&entropy, "entropy"}, {&logits, "logits"},
+              temperature);
   c.same_precision({{&logits, "logits"}, {&logprob, "logprob"}, {&lse, "lse"}});
-  if (with_entropy) c.same_precision({{&logits, "logits"}, {&entropy, "entropy"}});
-  check_no_alias(c, {{&logprob, "logprob"}, {&lse, "lse"}, {&entropy, "entropy"}},
-                 {{&logits, "logits"}, {&targets, "targets"}});
+  c.outputs_distinct({{&logprob, "logprob"}, {&lse, "lse"}, {&entropy, "entropy"}},
+                     {{&logits, "logits"}, {&targets, "targets"}});
   check_targets(c, targets, n, vocab, "logits " + logits.describe());
   if (ctx.is_cuda())
     return cuda::logprob_forward(logprob, entropy, lse, logits, targets, temperature, ctx);
@@ -82,26 +97,18 @@ void logprob_backward(const TensorView& dlogits, const TensorView& dlogprob,
                       const TensorView& targets, const TensorView& lse, double temperature,
                       Context& ctx) {
   OpCheck c("logprob_backward", ctx);
-  c.float_arg(logits, "logits");
-  c.ndim(logits, 2, "logits");
-  const int64_t n = logits.shape[0], vocab = logits.shape[1];
-  c.require(vocab >= 1, fmt::format("logits {} must have a vocab dim >= 1", logits.describe()));
+  const auto [n, vocab] = check_logits(c, logits);
   c.float_arg(dlogits, "dlogits");
   c.shape(dlogits, {n, vocab}, "dlogits");
-  stat_arg(c, dlogprob, n, "dlogprob");
-  stat_arg(c, lse, n, "lse");
-  const bool with_entropy = present(dentropy);
-  if (with_entropy) stat_arg(c, dentropy, n, "dentropy");
-  check_temperature(c, temperature);
+  check_stats(c, n, {&dlogprob, "dlogprob"}, lse, {&dentropy, "dentropy"}, {&logits, "logits"},
+              temperature);
   c.same_precision(
       {{&logits, "logits"}, {&dlogits, "dlogits"}, {&dlogprob, "dlogprob"}, {&lse, "lse"}});
-  if (with_entropy) c.same_precision({{&logits, "logits"}, {&dentropy, "dentropy"}});
-  check_no_alias(c, {{&dlogits, "dlogits"}},
-                 {{&dlogprob, "dlogprob"},
-                  {&dentropy, "dentropy"},
-                  {&logits, "logits"},
-                  {&targets, "targets"},
-                  {&lse, "lse"}});
+  c.outputs_distinct({{&dlogits, "dlogits"}}, {{&dlogprob, "dlogprob"},
+                                               {&dentropy, "dentropy"},
+                                               {&logits, "logits"},
+                                               {&targets, "targets"},
+                                               {&lse, "lse"}});
   check_targets(c, targets, n, vocab, "logits " + logits.describe());
   if (ctx.is_cuda())
     return cuda::logprob_backward(dlogits, dlogprob, dentropy, logits, targets, lse, temperature,
@@ -114,26 +121,12 @@ void logprob_head_forward(const TensorView& logprob, const TensorView& entropy,
                           const TensorView& targets, double temperature, int64_t chunk_tokens,
                           Context& ctx) {
   OpCheck c("logprob_head", ctx);
-  c.float_arg(h, "h");
-  c.float_arg(w, "w");
-  c.ndim(h, 2, "h");
-  c.ndim(w, 2, "w");
-  const int64_t n = h.shape[0], ch = h.shape[1], vocab = w.shape[0];
-  c.require(ch >= 1 && vocab >= 1,
-            fmt::format("h {} and w {} need at least one channel and one vocab row", h.describe(),
-                        w.describe()));
-  c.require(w.shape[1] == ch, fmt::format("w {} must have shape ({}, {}) to match h {}",
-                                          w.describe(), vocab, ch, h.describe()));
-  stat_arg(c, logprob, n, "logprob");
-  stat_arg(c, lse, n, "lse");
-  const bool with_entropy = present(entropy);
-  if (with_entropy) stat_arg(c, entropy, n, "entropy");
-  check_temperature(c, temperature);
+  const auto [n, ch, vocab] = check_head(c, h, w);
+  check_stats(c, n, {&logprob, "logprob"}, lse, {&entropy, "entropy"}, {&h, "h"}, temperature);
   c.require(chunk_tokens >= 1, fmt::format("chunk_tokens {} must be >= 1", chunk_tokens));
   c.same_precision({{&h, "h"}, {&w, "w"}, {&logprob, "logprob"}, {&lse, "lse"}});
-  if (with_entropy) c.same_precision({{&h, "h"}, {&entropy, "entropy"}});
-  check_no_alias(c, {{&logprob, "logprob"}, {&lse, "lse"}, {&entropy, "entropy"}},
-                 {{&h, "h"}, {&w, "w"}, {&targets, "targets"}});
+  c.outputs_distinct({{&logprob, "logprob"}, {&lse, "lse"}, {&entropy, "entropy"}},
+                     {{&h, "h"}, {&w, "w"}, {&targets, "targets"}});
   check_targets(c, targets, n, vocab, "w " + w.describe());
   if (ctx.is_cuda())
     return cuda::logprob_head_forward(logprob, entropy, lse, h, w, targets, temperature,
@@ -146,36 +139,21 @@ void logprob_head_backward(const TensorView& dh, const TensorView& dw, const Ten
                            const TensorView& targets, const TensorView& lse, double temperature,
                            int64_t chunk_tokens, Context& ctx) {
   OpCheck c("logprob_head_backward", ctx);
-  c.float_arg(h, "h");
-  c.float_arg(w, "w");
-  c.ndim(h, 2, "h");
-  c.ndim(w, 2, "w");
-  const int64_t n = h.shape[0], ch = h.shape[1], vocab = w.shape[0];
-  c.require(ch >= 1 && vocab >= 1,
-            fmt::format("h {} and w {} need at least one channel and one vocab row", h.describe(),
-                        w.describe()));
-  c.require(w.shape[1] == ch, fmt::format("w {} must have shape ({}, {}) to match h {}",
-                                          w.describe(), vocab, ch, h.describe()));
+  const auto [n, ch, vocab] = check_head(c, h, w);
   c.float_arg(dh, "dh");
   c.shape(dh, {n, ch}, "dh");
   c.float_arg(dw, "dw");
   c.shape(dw, {vocab, ch}, "dw");
-  stat_arg(c, dlogprob, n, "dlogprob");
-  stat_arg(c, lse, n, "lse");
-  const bool with_entropy = present(dentropy);
-  if (with_entropy) stat_arg(c, dentropy, n, "dentropy");
-  check_temperature(c, temperature);
+  check_stats(c, n, {&dlogprob, "dlogprob"}, lse, {&dentropy, "dentropy"}, {&h, "h"}, temperature);
   c.require(chunk_tokens >= 1, fmt::format("chunk_tokens {} must be >= 1", chunk_tokens));
   c.same_precision(
       {{&h, "h"}, {&w, "w"}, {&dh, "dh"}, {&dw, "dw"}, {&dlogprob, "dlogprob"}, {&lse, "lse"}});
-  if (with_entropy) c.same_precision({{&h, "h"}, {&dentropy, "dentropy"}});
-  check_no_alias(c, {{&dh, "dh"}, {&dw, "dw"}},
-                 {{&dlogprob, "dlogprob"},
-                  {&dentropy, "dentropy"},
-                  {&h, "h"},
-                  {&w, "w"},
-                  {&targets, "targets"},
-                  {&lse, "lse"}});
+  c.outputs_distinct({{&dh, "dh"}, {&dw, "dw"}}, {{&dlogprob, "dlogprob"},
+                                                  {&dentropy, "dentropy"},
+                                                  {&h, "h"},
+                                                  {&w, "w"},
+                                                  {&targets, "targets"},
+                                                  {&lse, "lse"}});
   check_targets(c, targets, n, vocab, "w " + w.describe());
   if (ctx.is_cuda())
     return cuda::logprob_head_backward(dh, dw, dlogprob, dentropy, h, w, targets, lse, temperature,

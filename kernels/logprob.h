@@ -4,8 +4,8 @@
 //   z = logits / τ;  lse = log Σ_j exp z_j;  logprob = z[target] − lse;  H = lse − Σ_j p_j z_j.
 // Shapes: N tokens, V vocab, C channels. logits (N, V); h (N, C); w (V, C) the lm_head weight;
 // targets (N) i32 in [0, V) (use target 0 with dlogprob 0 for positions that do not count);
-// logprob, entropy, lse, dlogprob, dentropy (N) f32/f64. entropy/dentropy may be an empty view
-// (default-constructed or zero elements): then entropy is neither computed nor differentiated.
+// logprob, entropy, lse, dlogprob, dentropy (N) f32/f64. entropy/dentropy may be TensorView{} (not
+// defined()): then entropy is neither computed nor differentiated.
 #pragma once
 
 #include "core/context.h"

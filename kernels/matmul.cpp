@@ -8,11 +8,6 @@
 namespace r1kit::kernels {
 namespace {
 
-// An optional argument is "not given" when it is a default-constructed TensorView{}.
-bool given(const TensorView& v) {
-  return v.ndim > 0 || v.data != nullptr;
-}
-
 struct GemmDims {
   int64_t batch, m, n, k;
 };
@@ -53,6 +48,20 @@ void check_result_shape(const OpCheck& c, const TensorView& v, const GemmDims& d
   }
 }
 
+// x (N, C), w (OC, C) and y (N, OC), the output or its gradient; returns (N, C, OC).
+std::tuple<int64_t, int64_t, int64_t> check_linear(const OpCheck& ck, NamedView y,
+                                                   const TensorView& x, const TensorView& w) {
+  for (auto [v, role] : {y, {&x, "x"}, {&w, "w"}}) ck.float_arg(*v, role);
+  ck.ndim(x, 2, "x");
+  ck.ndim(w, 2, "w");
+  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
+  ck.require(w.shape[1] == ch, fmt::format("w {} (OC, C) must have C = {} columns to match x {}",
+                                           w.describe(), ch, x.describe()));
+  ck.shape(*y.first, {n, oc}, y.second);
+  ck.same_precision({y, {&x, "x"}, {&w, "w"}});
+  return {n, ch, oc};
+}
+
 }  // namespace
 
 void matmul_forward(const TensorView& c, const TensorView& a, const TensorView& b,
@@ -62,8 +71,7 @@ void matmul_forward(const TensorView& c, const TensorView& a, const TensorView& 
   ck.float_arg(c, "c");
   check_result_shape(ck, c, d, a.ndim, "c");
   ck.same_precision({{&c, "c"}, {&a, "a"}, {&b, "b"}});
-  ck.no_alias(c, "c", a, "a");
-  ck.no_alias(c, "c", b, "b");
+  ck.outputs_distinct({{&c, "c"}}, {{&a, "a"}, {&b, "b"}});
   if (ctx.is_cuda()) return cuda::matmul_forward(c, a, b, opts, ctx);
   cpu::matmul_forward(c, a, b, opts, ctx);
 }
@@ -77,14 +85,12 @@ void matmul_backward(const TensorView& da, const TensorView& db, const TensorVie
   check_result_shape(ck, dc, d, a.ndim, "dc");
   ck.same_precision({{&dc, "dc"}, {&a, "a"}, {&b, "b"}});
   for (auto [g, x, role, xrole] : {std::tuple{&da, &a, "da", "a"}, {&db, &b, "db", "b"}}) {
-    if (!given(*g)) continue;
+    if (!g->defined()) continue;
     ck.float_arg(*g, role);
     ck.same_shape(*g, role, *x, xrole);
     ck.same_precision({{g, role}, {&dc, "dc"}});
-    for (auto [in, irole] : {std::pair{&a, "a"}, {&b, "b"}, {&dc, "dc"}})
-      ck.no_alias(*g, role, *in, irole);
   }
-  if (given(da) && given(db)) ck.no_alias(da, "da", db, "db");
+  ck.outputs_distinct({{&da, "da"}, {&db, "db"}}, {{&a, "a"}, {&b, "b"}, {&dc, "dc"}});
   if (ctx.is_cuda()) return cuda::matmul_backward(da, db, dc, a, b, opts, da_write, db_write, ctx);
   cpu::matmul_backward(da, db, dc, a, b, opts, da_write, db_write, ctx);
 }
@@ -92,22 +98,13 @@ void matmul_backward(const TensorView& da, const TensorView& db, const TensorVie
 void linear_forward(const TensorView& y, const TensorView& x, const TensorView& w,
                     const TensorView& bias, Context& ctx) {
   OpCheck ck("linear", ctx);
-  for (auto [v, role] : {std::pair{&y, "y"}, {&x, "x"}, {&w, "w"}}) ck.float_arg(*v, role);
-  ck.ndim(x, 2, "x");
-  ck.ndim(w, 2, "w");
-  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
-  ck.require(w.shape[1] == ch, fmt::format("w {} (OC, C) must have C = {} columns to match x {}",
-                                           w.describe(), ch, x.describe()));
-  ck.shape(y, {n, oc}, "y");
-  ck.same_precision({{&y, "y"}, {&x, "x"}, {&w, "w"}});
-  ck.no_alias(y, "y", x, "x");
-  ck.no_alias(y, "y", w, "w");
-  if (given(bias)) {
+  const auto [n, ch, oc] = check_linear(ck, {&y, "y"}, x, w);
+  if (bias.defined()) {
     ck.float_arg(bias, "bias");
     ck.shape(bias, {oc}, "bias");
     ck.same_precision({{&y, "y"}, {&bias, "bias"}});
-    ck.no_alias(y, "y", bias, "bias");
   }
+  ck.outputs_distinct({{&y, "y"}}, {{&x, "x"}, {&w, "w"}, {&bias, "bias"}});
   if (ctx.is_cuda()) return cuda::linear_forward(y, x, w, bias, ctx);
   cpu::linear_forward(y, x, w, bias, ctx);
 }
@@ -116,29 +113,17 @@ void linear_backward(const TensorView& dx, const TensorView& dw, const TensorVie
                      const TensorView& dy, const TensorView& x, const TensorView& w,
                      GradWrite dx_write, Context& ctx) {
   OpCheck ck("linear_backward", ctx);
-  for (auto [v, role] : {std::pair{&dy, "dy"}, {&x, "x"}, {&w, "w"}}) ck.float_arg(*v, role);
-  ck.ndim(x, 2, "x");
-  ck.ndim(w, 2, "w");
-  const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
-  ck.require(w.shape[1] == ch, fmt::format("w {} (OC, C) must have C = {} columns to match x {}",
-                                           w.describe(), ch, x.describe()));
-  ck.shape(dy, {n, oc}, "dy");
-  ck.same_precision({{&dy, "dy"}, {&x, "x"}, {&w, "w"}});
-  const std::pair<const TensorView*, const char*> grads[] = {
-      {&dx, "dx"}, {&dw, "dw"}, {&dbias, "dbias"}};
-  if (given(dx)) ck.shape(dx, {n, ch}, "dx");
-  if (given(dw)) ck.shape(dw, {oc, ch}, "dw");
-  if (given(dbias)) ck.shape(dbias, {oc}, "dbias");
-  for (size_t i = 0; i < 3; ++i) {
-    const auto [g, role] = grads[i];
-    if (!given(*g)) continue;
+  const auto [n, ch, oc] = check_linear(ck, {&dy, "dy"}, x, w);
+  if (dx.defined()) ck.shape(dx, {n, ch}, "dx");
+  if (dw.defined()) ck.shape(dw, {oc, ch}, "dw");
+  if (dbias.defined()) ck.shape(dbias, {oc}, "dbias");
+  for (auto [g, role] : {std::pair{&dx, "dx"}, {&dw, "dw"}, {&dbias, "dbias"}}) {
+    if (!g->defined()) continue;
     ck.float_arg(*g, role);
     ck.same_precision({{g, role}, {&dy, "dy"}});
-    for (auto [in, irole] : {std::pair{&dy, "dy"}, {&x, "x"}, {&w, "w"}})
-      ck.no_alias(*g, role, *in, irole);
-    for (size_t j = i + 1; j < 3; ++j)
-      if (given(*grads[j].first)) ck.no_alias(*g, role, *grads[j].first, grads[j].second);
   }
+  ck.outputs_distinct({{&dx, "dx"}, {&dw, "dw"}, {&dbias, "dbias"}},
+                      {{&dy, "dy"}, {&x, "x"}, {&w, "w"}});
   if (ctx.is_cuda()) return cuda::linear_backward(dx, dw, dbias, dy, x, w, dx_write, ctx);
   cpu::linear_backward(dx, dw, dbias, dy, x, w, dx_write, ctx);
 }

@@ -53,13 +53,17 @@ void check_routing(const OpCheck& c, const MoeRouting& cfg) {
                           group_size, e, cfg.n_group));
 }
 
-void f32_or_f64(const OpCheck& c, const TensorView& v, const char* role) {
-  c.require(v.dtype == DType::f32 || v.dtype == DType::f64,
-            fmt::format("{} {} must be f32 or f64", role, v.describe()));
-}
-
-bool has_bias(const TensorView& bias) {
-  return bias.ndim != 0 || bias.data != nullptr;
+// The routing arguments' shapes: `rows` (N, E) sets N, `experts` (N, E), topk_idx and `slots`
+// (N, K), with E = n_routed_experts and K = num_experts_per_tok. Returns N.
+int64_t check_route_shapes(const OpCheck& c, const MoeRouting& cfg, NamedView rows,
+                           NamedView experts, const TensorView& topk_idx, NamedView slots) {
+  c.ndim(*rows.first, 2, rows.second);
+  const int64_t n = rows.first->shape[0], e = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
+  c.shape(*rows.first, {n, e}, fmt::format("{} (n_routed_experts columns)", rows.second).c_str());
+  c.shape(*experts.first, {n, e}, experts.second);
+  c.shape(topk_idx, {n, k}, "topk_idx (num_experts_per_tok columns)");
+  c.shape(*slots.first, {n, k}, slots.second);
+  return n;
 }
 
 // perm_index (M) i32 against a row count n: M must be n·K for a whole K (M = 0 when n = 0).
@@ -71,6 +75,20 @@ int64_t top_k_from_perm(const OpCheck& c, const TensorView& perm_index, int64_t 
             fmt::format("perm_index {} must hold N·K entries for the N = {} rows of {} {}",
                         perm_index.describe(), n, rows_role, rows.describe()));
   return n > 0 ? m / n : 0;
+}
+
+// rows (N, C) (y or dy) combined from y_perm (N·K, C) by perm_index (N·K) i32 and topk_weight
+// (N, K).
+void check_unpermute(const OpCheck& c, NamedView rows, const TensorView& y_perm,
+                     const TensorView& perm_index, const TensorView& topk_weight) {
+  c.int_arg(perm_index, "perm_index");
+  c.ndim(*rows.first, 2, rows.second);
+  c.ndim(topk_weight, 2, "topk_weight");
+  const int64_t n = rows.first->shape[0], ch = rows.first->shape[1], k = topk_weight.shape[1];
+  c.shape(topk_weight, {n, kAny},
+          fmt::format("topk_weight (one row per token of {})", rows.second).c_str());
+  c.shape(perm_index, {n * k}, "perm_index (N·K)");
+  c.shape(y_perm, {n * k, ch}, "y_perm (N·K rows)");
 }
 
 }  // namespace
@@ -85,36 +103,22 @@ void moe_route_forward(const TensorView& topk_idx, const TensorView& topk_weight
                          {&scores, "scores"},
                          {&router_logits, "router_logits"}})
     c.float_arg(*v, role);
-  f32_or_f64(c, topk_weight, "topk_weight");
-  f32_or_f64(c, scores, "scores");
-  c.ndim(router_logits, 2, "router_logits");
-  const int64_t n = router_logits.shape[0], e = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
-  c.shape(router_logits, {n, e}, "router_logits (n_routed_experts columns)");
-  c.shape(scores, {n, e}, "scores");
-  c.shape(topk_idx, {n, k}, "topk_idx (num_experts_per_tok columns)");
-  c.shape(topk_weight, {n, k}, "topk_weight");
+  c.f32_or_f64(topk_weight, "topk_weight");
+  c.f32_or_f64(scores, "scores");
+  const int64_t n =
+      check_route_shapes(c, cfg, {&router_logits, "router_logits"}, {&scores, "scores"}, topk_idx,
+                         {&topk_weight, "topk_weight"});
   c.require(n <= std::numeric_limits<int32_t>::max(),
             fmt::format("router_logits {} has too many rows", router_logits.describe()));
-  if (has_bias(bias)) {
+  c.same_precision(
+      {{&router_logits, "router_logits"}, {&scores, "scores"}, {&topk_weight, "topk_weight"}});
+  if (bias.defined()) {
     c.float_arg(bias, "bias");
-    c.shape(bias, {e}, "bias (e_score_correction_bias)");
-    c.same_precision({{&router_logits, "router_logits"},
-                      {&scores, "scores"},
-                      {&topk_weight, "topk_weight"},
-                      {&bias, "bias"}});
-    for (auto [v, role] :
-         {std::pair{&topk_idx, "topk_idx"}, {&topk_weight, "topk_weight"}, {&scores, "scores"}})
-      c.no_alias(*v, role, bias, "bias");
-  } else {
-    c.same_precision(
-        {{&router_logits, "router_logits"}, {&scores, "scores"}, {&topk_weight, "topk_weight"}});
+    c.shape(bias, {cfg.n_routed_experts}, "bias (e_score_correction_bias)");
+    c.same_precision({{&router_logits, "router_logits"}, {&bias, "bias"}});
   }
-  c.no_alias(topk_idx, "topk_idx", topk_weight, "topk_weight");
-  c.no_alias(topk_idx, "topk_idx", scores, "scores");
-  c.no_alias(topk_weight, "topk_weight", scores, "scores");
-  for (auto [v, role] :
-       {std::pair{&topk_idx, "topk_idx"}, {&topk_weight, "topk_weight"}, {&scores, "scores"}})
-    c.no_alias(*v, role, router_logits, "router_logits");
+  c.outputs_distinct({{&topk_idx, "topk_idx"}, {&topk_weight, "topk_weight"}, {&scores, "scores"}},
+                     {{&router_logits, "router_logits"}, {&bias, "bias"}});
   if (ctx.is_cuda())
     return cuda::moe_route_forward(topk_idx, topk_weight, scores, router_logits, bias, cfg, ctx);
   cpu::moe_route_forward(topk_idx, topk_weight, scores, router_logits, bias, cfg, ctx);
@@ -128,18 +132,14 @@ void moe_route_backward(const TensorView& dlogits, const TensorView& dtopk_weigh
   for (auto [v, role] :
        {std::pair{&dlogits, "dlogits"}, {&dtopk_weight, "dtopk_weight"}, {&scores, "scores"}})
     c.float_arg(*v, role);
-  f32_or_f64(c, scores, "scores");
+  c.f32_or_f64(scores, "scores");
   c.int_arg(topk_idx, "topk_idx");
-  c.ndim(scores, 2, "scores");
-  const int64_t n = scores.shape[0], e = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
-  c.shape(scores, {n, e}, "scores (n_routed_experts columns)");
-  c.shape(dlogits, {n, e}, "dlogits");
-  c.shape(topk_idx, {n, k}, "topk_idx (num_experts_per_tok columns)");
-  c.shape(dtopk_weight, {n, k}, "dtopk_weight");
+  check_route_shapes(c, cfg, {&scores, "scores"}, {&dlogits, "dlogits"}, topk_idx,
+                     {&dtopk_weight, "dtopk_weight"});
   c.same_precision({{&dlogits, "dlogits"}, {&dtopk_weight, "dtopk_weight"}, {&scores, "scores"}});
-  c.no_alias(dlogits, "dlogits", dtopk_weight, "dtopk_weight");
-  c.no_alias(dlogits, "dlogits", topk_idx, "topk_idx");
-  c.no_alias(dlogits, "dlogits", scores, "scores");
+  c.outputs_distinct(
+      {{&dlogits, "dlogits"}},
+      {{&dtopk_weight, "dtopk_weight"}, {&topk_idx, "topk_idx"}, {&scores, "scores"}});
   if (ctx.is_cuda())
     return cuda::moe_route_backward(dlogits, dtopk_weight, topk_idx, scores, cfg, ctx);
   cpu::moe_route_backward(dlogits, dtopk_weight, topk_idx, scores, cfg, ctx);
@@ -188,13 +188,9 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
   c.require(expert_offsets.shape[0] >= 2,
             fmt::format("expert_offsets {} must have E+1 entries for E >= 1 experts",
                         expert_offsets.describe()));
-  const TensorView* outs[] = {&x_perm, &perm_index, &expert_offsets};
-  const char* out_roles[] = {"x_perm", "perm_index", "expert_offsets"};
-  for (int i = 0; i < 3; ++i) {
-    c.no_alias(*outs[i], out_roles[i], x, "x");
-    c.no_alias(*outs[i], out_roles[i], topk_idx, "topk_idx");
-    for (int j = i + 1; j < 3; ++j) c.no_alias(*outs[i], out_roles[i], *outs[j], out_roles[j]);
-  }
+  c.outputs_distinct(
+      {{&x_perm, "x_perm"}, {&perm_index, "perm_index"}, {&expert_offsets, "expert_offsets"}},
+      {{&x, "x"}, {&topk_idx, "topk_idx"}});
   if (ctx.is_cuda()) return cuda::moe_permute(x_perm, perm_index, expert_offsets, x, topk_idx, ctx);
   cpu::moe_permute(x_perm, perm_index, expert_offsets, x, topk_idx, ctx);
 }
@@ -210,8 +206,7 @@ void moe_permute_backward(const TensorView& dx, const TensorView& dx_perm,
   const int64_t k = top_k_from_perm(c, perm_index, n, dx, "dx");
   c.shape(dx_perm, {n * k, ch}, "dx_perm (N·K rows)");
   c.same_precision({{&dx, "dx"}, {&dx_perm, "dx_perm"}});
-  c.no_alias(dx, "dx", dx_perm, "dx_perm");
-  c.no_alias(dx, "dx", perm_index, "perm_index");
+  c.outputs_distinct({{&dx, "dx"}}, {{&dx_perm, "dx_perm"}, {&perm_index, "perm_index"}});
   if (ctx.is_cuda()) return cuda::moe_permute_backward(dx, dx_perm, perm_index, ctx);
   cpu::moe_permute_backward(dx, dx_perm, perm_index, ctx);
 }
@@ -221,17 +216,11 @@ void moe_unpermute(const TensorView& y, const TensorView& y_perm, const TensorVi
   OpCheck c("moe_unpermute", ctx);
   for (auto [v, role] : {std::pair{&y, "y"}, {&y_perm, "y_perm"}, {&topk_weight, "topk_weight"}})
     c.float_arg(*v, role);
-  c.int_arg(perm_index, "perm_index");
-  c.ndim(y, 2, "y");
-  c.ndim(topk_weight, 2, "topk_weight");
-  const int64_t n = y.shape[0], ch = y.shape[1], k = topk_weight.shape[1];
-  c.shape(topk_weight, {n, kAny}, "topk_weight (one row per token of y)");
-  c.shape(perm_index, {n * k}, "perm_index (N·K)");
-  c.shape(y_perm, {n * k, ch}, "y_perm (N·K rows)");
+  check_unpermute(c, {&y, "y"}, y_perm, perm_index, topk_weight);
   c.same_precision({{&y, "y"}, {&y_perm, "y_perm"}, {&topk_weight, "topk_weight"}});
-  c.no_alias(y, "y", y_perm, "y_perm");
-  c.no_alias(y, "y", perm_index, "perm_index");
-  c.no_alias(y, "y", topk_weight, "topk_weight");
+  c.outputs_distinct(
+      {{&y, "y"}},
+      {{&y_perm, "y_perm"}, {&perm_index, "perm_index"}, {&topk_weight, "topk_weight"}});
   if (ctx.is_cuda()) return cuda::moe_unpermute(y, y_perm, perm_index, topk_weight, ctx);
   cpu::moe_unpermute(y, y_perm, perm_index, topk_weight, ctx);
 }
@@ -247,28 +236,19 @@ void moe_unpermute_backward(const TensorView& dy_perm, const TensorView& dtopk_w
                          {&y_perm, "y_perm"},
                          {&topk_weight, "topk_weight"}})
     c.float_arg(*v, role);
-  c.int_arg(perm_index, "perm_index");
-  c.ndim(dy, 2, "dy");
-  c.ndim(topk_weight, 2, "topk_weight");
-  const int64_t n = dy.shape[0], ch = dy.shape[1], k = topk_weight.shape[1];
-  c.shape(topk_weight, {n, kAny}, "topk_weight (one row per token of dy)");
-  c.shape(dtopk_weight, {n, k}, "dtopk_weight");
-  c.shape(perm_index, {n * k}, "perm_index (N·K)");
-  c.shape(y_perm, {n * k, ch}, "y_perm (N·K rows)");
-  c.shape(dy_perm, {n * k, ch}, "dy_perm (N·K rows)");
+  check_unpermute(c, {&dy, "dy"}, y_perm, perm_index, topk_weight);
+  c.same_shape(dtopk_weight, "dtopk_weight", topk_weight, "topk_weight");
+  c.same_shape(dy_perm, "dy_perm", y_perm, "y_perm");
   c.same_precision({{&dy_perm, "dy_perm"},
                     {&dtopk_weight, "dtopk_weight"},
                     {&dy, "dy"},
                     {&y_perm, "y_perm"},
                     {&topk_weight, "topk_weight"}});
-  c.no_alias(dy_perm, "dy_perm", dtopk_weight, "dtopk_weight");
-  for (auto [v, role] : {std::pair{&dy, "dy"},
-                         {&y_perm, "y_perm"},
-                         {&perm_index, "perm_index"},
-                         {&topk_weight, "topk_weight"}}) {
-    c.no_alias(dy_perm, "dy_perm", *v, role);
-    c.no_alias(dtopk_weight, "dtopk_weight", *v, role);
-  }
+  c.outputs_distinct({{&dy_perm, "dy_perm"}, {&dtopk_weight, "dtopk_weight"}},
+                     {{&dy, "dy"},
+                      {&y_perm, "y_perm"},
+                      {&perm_index, "perm_index"},
+                      {&topk_weight, "topk_weight"}});
   if (ctx.is_cuda())
     return cuda::moe_unpermute_backward(dy_perm, dtopk_weight, dy, y_perm, perm_index, topk_weight,
                                         ctx);

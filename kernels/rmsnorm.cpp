@@ -13,8 +13,7 @@ void rmsnorm_forward(const TensorView& y, const TensorView& rstd, const TensorVi
   c.shape(w, {ch}, "w");
   c.shape(y, {n, ch}, "y");
   c.shape(rstd, {n}, "rstd");
-  c.require(rstd.dtype == DType::f32 || rstd.dtype == DType::f64,
-            "rstd " + rstd.describe() + " must be f32 or f64");
+  c.f32_or_f64(rstd, "rstd");
   c.require(eps >= 0, fmt::format("eps {} must be >= 0", eps));
   c.same_precision({{&y, "y"}, {&rstd, "rstd"}, {&x, "x"}, {&w, "w"}});
   c.no_alias(y, "y", rstd, "rstd");

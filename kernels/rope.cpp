@@ -3,7 +3,6 @@
 #include "kernels/rope.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <numbers>
 
@@ -109,61 +108,10 @@ void apply_yarn(const RopeConfig& cfg, std::vector<double>& f) {
   }
 }
 
-std::string strides_str(const TensorView& v) {
-  return shape_str(v.stride.data(), v.ndim);
-}
-
-// A (T, H, D) view with unit stride in its last dim; rows and heads may be strided. An output must
-// also not overlap itself: walking the dims by increasing stride, each stride must clear the
-// extent of the smaller ones.
-void check_row_view(const OpCheck& c, const TensorView& v, const char* role, bool output) {
-  c.on_device(v, role);
-  c.float_dtype(v, role);
-  c.ndim(v, 3, role);
-  c.require(v.shape[2] <= 1 || v.stride[2] == 1,
-            fmt::format("{} {} must have unit stride in its last dim (strides {})", role,
-                        v.describe(), strides_str(v)));
-  c.require(v.stride[0] >= 0 && v.stride[1] >= 0,
-            fmt::format("{} {} has negative strides {}", role, v.describe(), strides_str(v)));
-  if (!output || v.empty()) return;
-  std::array<int, 3> order{0, 1, 2};
-  std::sort(order.begin(), order.end(), [&](int a, int b) { return v.stride[a] < v.stride[b]; });
-  int64_t extent = 0;  // largest offset reachable with the dims seen so far
-  for (int d : order) {
-    if (v.shape[d] <= 1) continue;
-    c.require(v.stride[d] > extent, fmt::format("output {} {} overlaps itself (strides {})", role,
-                                                v.describe(), strides_str(v)));
-    extent += (v.shape[d] - 1) * v.stride[d];
-  }
-}
-
-// Whether two row views share memory. Exact for views with the same row pitch whose rows each fit
-// in one pitch (slices of one fused (T, C) buffer): their column bands are compared modulo the
-// pitch. Otherwise the conservative span test of TensorView::overlaps.
-bool row_views_overlap(const TensorView& a, const TensorView& b) {
-  if (!a.overlaps(b)) return false;
-  const int64_t ea = static_cast<int64_t>(dtype_size(a.dtype));
-  const int64_t eb = static_cast<int64_t>(dtype_size(b.dtype));
-  if (a.ndim != 3 || b.ndim != 3 || a.stride[0] * ea != b.stride[0] * eb) return true;
-  const int64_t pitch = a.stride[0] * ea;
-  const int64_t wa = ((a.shape[1] - 1) * a.stride[1] + a.shape[2]) * ea;
-  const int64_t wb = ((b.shape[1] - 1) * b.stride[1] + b.shape[2]) * eb;
-  if (pitch <= 0 || wa > pitch || wb > pitch) return true;
-  const int64_t delta = static_cast<const char*>(b.data) - static_cast<const char*>(a.data);
-  const int64_t col = ((delta % pitch) + pitch) % pitch;  // b's band starts here within a row
-  return col < wa || col + wb > pitch;
-}
-
-bool same_view(const TensorView& a, const TensorView& b) {
-  return a.data == b.data && a.dtype == b.dtype && a.ndim == b.ndim && a.shape == b.shape &&
-         a.stride == b.stride;
-}
-
 void check_table(const OpCheck& c, const TensorView& t, const char* role) {
   c.on_device(t, role);
   c.contiguous(t, role);
-  c.require(t.dtype == DType::f32 || t.dtype == DType::f64,
-            fmt::format("{} {} must be f32 or f64", role, t.describe()));
+  c.f32_or_f64(t, role);
   c.ndim(t, 2, role);
 }
 
@@ -171,8 +119,9 @@ void check_table(const OpCheck& c, const TensorView& t, const char* role) {
 void check_rotation(const OpCheck& c, const TensorView& out, const char* rout, const TensorView& in,
                     const char* rin, const TensorView& cos, const TensorView& sin,
                     const TensorView& positions) {
-  check_row_view(c, in, rin, false);
-  check_row_view(c, out, rout, true);
+  c.row_view(in, 3, rin);
+  c.row_view(out, 3, rout);
+  c.no_self_overlap(out, rout);
   c.same_shape(out, rout, in, rin);
   const int64_t t = in.shape[0], d = in.shape[2];
   c.require(d >= 2 && d % 2 == 0,
@@ -185,13 +134,8 @@ void check_rotation(const OpCheck& c, const TensorView& out, const char* rout, c
   c.int_arg(positions, "positions");
   c.shape(positions, {t}, "positions");
   c.same_precision({{&out, rout}, {&in, rin}, {&cos, "cos"}, {&sin, "sin"}});
-  if (!same_view(out, in))  // in place is allowed only as exactly the same view
-    c.require(!row_views_overlap(out, in), fmt::format("{} {} must be exactly {} {} or not "
-                                                       "overlap it",
-                                                       rout, out.describe(), rin, in.describe()));
-  c.no_alias(out, rout, cos, "cos");
-  c.no_alias(out, rout, sin, "sin");
-  c.no_alias(out, rout, positions, "positions");
+  c.in_place_or_no_alias(out, rout, in, rin);
+  c.outputs_distinct({{&out, rout}}, {{&cos, "cos"}, {&sin, "sin"}, {&positions, "positions"}});
   // Position values are checked where they are readable without a device sync; the CUDA kernel
   // must guard its gather itself.
   if (positions.device.is_cpu()) {

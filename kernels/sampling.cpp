@@ -52,8 +52,7 @@ void sample_forward(const TensorView& tokens, const TensorView& token_logprob,
   c.shape(tokens, {rows}, "tokens");
   c.float_arg(token_logprob, "token_logprob");
   c.shape(token_logprob, {rows}, "token_logprob");
-  c.require(token_logprob.dtype == DType::f32 || token_logprob.dtype == DType::f64,
-            fmt::format("token_logprob {} must be f32 or f64", token_logprob.describe()));
+  c.f32_or_f64(token_logprob, "token_logprob");
   c.on_device(rng_counters, "rng_counters");
   c.contiguous(rng_counters, "rng_counters");
   c.dtype(rng_counters, DType::i64, "rng_counters");
@@ -67,11 +66,8 @@ void sample_forward(const TensorView& tokens, const TensorView& token_logprob,
             fmt::format("top_p {} must be in (0, 1] (1 = off)", params.top_p));
   c.require(params.min_p >= 0 && params.min_p <= 1,
             fmt::format("min_p {} must be in [0, 1] (0 = off)", params.min_p));
-  c.no_alias(tokens, "tokens", token_logprob, "token_logprob");
-  for (auto [in, role] : {std::pair{&logits, "logits"}, {&rng_counters, "rng_counters"}}) {
-    c.no_alias(tokens, "tokens", *in, role);
-    c.no_alias(token_logprob, "token_logprob", *in, role);
-  }
+  c.outputs_distinct({{&tokens, "tokens"}, {&token_logprob, "token_logprob"}},
+                     {{&logits, "logits"}, {&rng_counters, "rng_counters"}});
   if (logits.device.is_cpu()) check_data(c, logits, rng_counters);
   if (ctx.is_cuda())
     return cuda::sample_forward(tokens, token_logprob, logits, rng_counters, params, seed, ctx);

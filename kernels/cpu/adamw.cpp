@@ -13,8 +13,7 @@ void adamw_update(const TensorView& param, const TensorView& grad_, const Tensor
   CpuUpcast up(ctx);
   TensorView grad = up.in(grad_);
   const int64_t n = param.numel();
-  uint16_t* bf16 =
-      param_bf16.data != nullptr && param_bf16.numel() > 0 ? param_bf16.ptr<uint16_t>() : nullptr;
+  uint16_t* bf16 = param_bf16.defined() ? param_bf16.ptr<uint16_t>() : nullptr;
   const auto t = static_cast<double>(hp.step);
   // Bias corrections 1 − β^t; the step size uses them as in torch.optim.AdamW.
   const double bc1 = 1.0 - std::pow(hp.beta1, t);

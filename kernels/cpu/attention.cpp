@@ -11,49 +11,6 @@
 namespace r1kit::kernels::cpu {
 namespace {
 
-// dst[i] = src[i] for every index of two views of the same shape, any strides and float dtypes.
-void copy_strided(const TensorView& dst, const TensorView& src) {
-  const int64_t n = src.numel();
-  for (int64_t flat = 0; flat < n; ++flat) {
-    int64_t rem = flat, od = 0, os = 0;
-    for (int d = src.ndim - 1; d >= 0; --d) {
-      const int64_t i = rem % src.shape[d];
-      rem /= src.shape[d];
-      od += i * dst.stride[d];
-      os += i * src.stride[d];
-    }
-    store_from_double(dst.data, dst.dtype, static_cast<size_t>(od),
-                      load_as_double(src.data, src.dtype, static_cast<size_t>(os)));
-  }
-}
-
-// CpuUpcast for views that need not be contiguous: a bf16/f16 view becomes a contiguous f32 copy
-// gathered through its strides (and is scattered back, rounded, by finish()); f32/f64 views pass
-// through with their strides.
-class StridedUpcast {
- public:
-  explicit StridedUpcast(Context& ctx) : ctx_(ctx) {}
-  TensorView in(const TensorView& v) { return make(v, true, false); }
-  TensorView out(const TensorView& v) { return make(v, false, true); }
-  void finish() {
-    for (auto& [orig, s] : write_back_) copy_strided(orig, s);
-    write_back_.clear();
-  }
-
- private:
-  TensorView make(const TensorView& v, bool copy_in, bool write_back) {
-    if (v.dtype != DType::bf16 && v.dtype != DType::f16) return v;
-    scratch_.emplace_back(v.dims(), DType::f32, ctx_.host_allocator(), v.name);
-    TensorView s = scratch_.back().view();
-    if (copy_in) copy_strided(s, v);
-    if (write_back) write_back_.emplace_back(v, s);
-    return s;
-  }
-  Context& ctx_;
-  std::vector<Tensor> scratch_;
-  std::vector<std::pair<TensorView, TensorView>> write_back_;  // (original, scratch)
-};
-
 // Element pointer of row t, head h of a (T, H, D) view with unit stride in D.
 template <class T>
 T* row(const TensorView& v, int64_t t, int64_t h) {
@@ -90,7 +47,7 @@ void row_probs(std::vector<double>& p, const T* qi, const TensorView& k, int64_t
 void attention_forward(const TensorView& out_, const TensorView& lse_, const TensorView& q_,
                        const TensorView& k_, const TensorView& v_, const TensorView& cu_seqlens,
                        double scale, Context& ctx) {
-  StridedUpcast up(ctx);
+  CpuUpcast up(ctx);
   const TensorView q = up.in(q_), k = up.in(k_), v = up.in(v_), out = up.out(out_);
   const TensorView lse = up.out(lse_);  // f32/f64: passes through
   const int32_t* cu = cu_seqlens.ptr<int32_t>();
@@ -137,7 +94,7 @@ void attention_backward(const TensorView& dq_, const TensorView& dk_, const Tens
                         const TensorView& dout_, const TensorView& q_, const TensorView& k_,
                         const TensorView& v_, const TensorView& out_, const TensorView& lse,
                         const TensorView& cu_seqlens, double scale, Context& ctx) {
-  StridedUpcast up(ctx);
+  CpuUpcast up(ctx);
   const TensorView q = up.in(q_), k = up.in(k_), v = up.in(v_), out = up.in(out_);
   const TensorView dout = up.in(dout_);
   const TensorView dq = up.out(dq_), dk = up.out(dk_), dv = up.out(dv_);

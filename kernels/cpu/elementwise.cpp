@@ -2,7 +2,9 @@
 // result is computed in double and rounded once to the output dtype.
 #include "kernels/elementwise.h"
 
+#include <array>
 #include <cstring>
+#include <tuple>
 
 #include "kernels/cpu/common.h"
 
@@ -11,49 +13,58 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 14;  // elements per chunk: large enough to amortise the dispatch
 
-bool given(const TensorView& v) {
-  return v.ndim > 0 || v.data != nullptr;
-}
-
 // A flat 1-D view of elements [begin, end) of a contiguous tensor.
 TensorView flat_range(const TensorView& v, int64_t begin, int64_t end) {
   return TensorView(v.element(begin), v.dtype, v.device, {end - begin}, v.name);
 }
 
-// Writes g (value of dy) into d: d = g, or d += g when accumulating.
+// Writes g into d: d = g, or d += g when accumulating.
 template <class T>
 void write_grad(T* d, double g, GradWrite w) {
   *d = static_cast<T>(w == GradWrite::accumulate ? *d + g : g);
 }
 
-}  // namespace
-
-void add_forward(const TensorView& y_, const TensorView& a_, const TensorView& b_, Context& ctx) {
+// y[i] = f(in[i]...) for every element (y[i] += f(...) when w accumulates), over the thread pool:
+// f gets the inputs' values as double and its result is rounded once to y's dtype.
+template <size_t K, class F>
+void map_elements(Context& ctx, const TensorView& y_, GradWrite w, const TensorView (&in_)[K],
+                  F&& f) {
   CpuUpcast up(ctx);
-  TensorView a = up.in(a_), b = up.in(b_), y = up.out(y_);
+  std::array<TensorView, K> in;
+  for (size_t k = 0; k < K; ++k) in[k] = up.in(in_[k]);
+  const TensorView y = up.grad(y_, w);
   dispatch_float(y.dtype, [&](auto tag) {
     using T = decltype(tag);
-    const T *ap = a.ptr<T>(), *bp = b.ptr<T>();
     T* yp = y.ptr<T>();
-    // y = a + b
     ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(static_cast<double>(ap[i]) + bp[i]);
+      for (int64_t i = s; i < e; ++i)
+        std::apply(
+            [&](const auto&... x) {
+              write_grad(yp + i, f(static_cast<double>(x.template ptr<const T>()[i])...), w);
+            },
+            in);
     });
   });
   up.finish();
 }
 
+}  // namespace
+
+void add_forward(const TensorView& y, const TensorView& a, const TensorView& b, Context& ctx) {
+  // y = a + b
+  map_elements(ctx, y, GradWrite::overwrite, {a, b}, [](double av, double bv) { return av + bv; });
+}
+
 void add_backward(const TensorView& da_, const TensorView& db_, const TensorView& dy_,
                   GradWrite da_write, GradWrite db_write, Context& ctx) {
   CpuUpcast up(ctx);
-  TensorView dy = up.in(dy_), da, db;
-  if (given(da_)) da = da_write == GradWrite::accumulate ? up.inout(da_) : up.out(da_);
-  if (given(db_)) db = db_write == GradWrite::accumulate ? up.inout(db_) : up.out(db_);
+  // Absent gradients (TensorView{}) pass through CpuUpcast as they are.
+  TensorView dy = up.in(dy_), da = up.grad(da_, da_write), db = up.grad(db_, db_write);
   dispatch_float(dy.dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* g = dy.ptr<T>();
-    T* dap = given(da) ? da.ptr<T>() : nullptr;
-    T* dbp = given(db) ? db.ptr<T>() : nullptr;
+    T* dap = da.defined() ? da.ptr<T>() : nullptr;
+    T* dbp = db.defined() ? db.ptr<T>() : nullptr;
     // da (=|+=) dy,  db (=|+=) dy
     ctx.pool().parallel_for(dy.numel(), kGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) {
@@ -65,47 +76,25 @@ void add_backward(const TensorView& da_, const TensorView& db_, const TensorView
   up.finish();
 }
 
-void axpy(const TensorView& y_, double alpha, const TensorView& x_, Context& ctx) {
-  CpuUpcast up(ctx);
-  TensorView x = up.in(x_), y = up.inout(y_);
-  dispatch_float(y.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.ptr<T>();
-    T* yp = y.ptr<T>();
-    // y += alpha · x
-    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(yp[i] + alpha * xp[i]);
-    });
-  });
-  up.finish();
+void axpy(const TensorView& y, double alpha, const TensorView& x, Context& ctx) {
+  // y += alpha · x
+  map_elements(ctx, y, GradWrite::accumulate, {x}, [&](double xv) { return alpha * xv; });
 }
 
-void mul_forward(const TensorView& y_, const TensorView& a_, const TensorView& b_, Context& ctx) {
-  CpuUpcast up(ctx);
-  TensorView a = up.in(a_), b = up.in(b_), y = up.out(y_);
-  dispatch_float(y.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T *ap = a.ptr<T>(), *bp = b.ptr<T>();
-    T* yp = y.ptr<T>();
-    // y = a · b
-    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(static_cast<double>(ap[i]) * bp[i]);
-    });
-  });
-  up.finish();
+void mul_forward(const TensorView& y, const TensorView& a, const TensorView& b, Context& ctx) {
+  // y = a · b
+  map_elements(ctx, y, GradWrite::overwrite, {a, b}, [](double av, double bv) { return av * bv; });
 }
 
 void mul_backward(const TensorView& da_, const TensorView& db_, const TensorView& dy_,
                   const TensorView& a_, const TensorView& b_, Context& ctx) {
   CpuUpcast up(ctx);
-  TensorView dy = up.in(dy_), a = up.in(a_), b = up.in(b_), da, db;
-  if (given(da_)) da = up.out(da_);
-  if (given(db_)) db = up.out(db_);
+  TensorView dy = up.in(dy_), a = up.in(a_), b = up.in(b_), da = up.out(da_), db = up.out(db_);
   dispatch_float(dy.dtype, [&](auto tag) {
     using T = decltype(tag);
     const T *g = dy.ptr<T>(), *ap = a.ptr<T>(), *bp = b.ptr<T>();
-    T* dap = given(da) ? da.ptr<T>() : nullptr;
-    T* dbp = given(db) ? db.ptr<T>() : nullptr;
+    T* dap = da.defined() ? da.ptr<T>() : nullptr;
+    T* dbp = db.defined() ? db.ptr<T>() : nullptr;
     // da = dy · b,  db = dy · a
     ctx.pool().parallel_for(dy.numel(), kGrain, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) {
@@ -117,19 +106,9 @@ void mul_backward(const TensorView& da_, const TensorView& db_, const TensorView
   up.finish();
 }
 
-void scale(const TensorView& y_, double alpha, const TensorView& x_, Context& ctx) {
-  CpuUpcast up(ctx);
-  TensorView x = up.in(x_), y = up.out(y_);
-  dispatch_float(y.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.ptr<T>();
-    T* yp = y.ptr<T>();
-    // y = alpha · x
-    ctx.pool().parallel_for(y.numel(), kGrain, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) yp[i] = static_cast<T>(alpha * xp[i]);
-    });
-  });
-  up.finish();
+void scale(const TensorView& y, double alpha, const TensorView& x, Context& ctx) {
+  // y = alpha · x
+  map_elements(ctx, y, GradWrite::overwrite, {x}, [&](double xv) { return alpha * xv; });
 }
 
 void cast(const TensorView& dst, const TensorView& src, Context& ctx) {

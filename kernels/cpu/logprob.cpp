@@ -12,10 +12,6 @@
 namespace r1kit::kernels::cpu {
 namespace {
 
-bool present(const TensorView& v) {
-  return v.data != nullptr && v.numel() > 0;
-}
-
 // Rows per parallel_for chunk: about 16k logits of work each.
 int64_t row_grain(int64_t vocab) {
   return std::max<int64_t>(1, 16384 / vocab);
@@ -112,7 +108,7 @@ void logprob_forward(const TensorView& logprob_, const TensorView& entropy_, con
     dispatch_float(lse_.dtype, [&](auto rtag) {
       using R = decltype(rtag);
       forward_rows<T, R>(logits.ptr<T>(), n, vocab, targets.ptr<int32_t>(), temperature,
-                         logprob_.ptr<R>(), present(entropy_) ? entropy_.ptr<R>() : nullptr,
+                         logprob_.ptr<R>(), entropy_.defined() ? entropy_.ptr<R>() : nullptr,
                          lse_.ptr<R>(), ctx);
     });
   });
@@ -132,7 +128,7 @@ void logprob_backward(const TensorView& dlogits_, const TensorView& dlogprob,
       using R = decltype(rtag);
       backward_rows<T, R>(dlogits.ptr<T>(), logits.ptr<T>(), n, vocab, targets.ptr<int32_t>(),
                           lse.ptr<R>(), dlogprob.ptr<R>(),
-                          present(dentropy) ? dentropy.ptr<R>() : nullptr, temperature, ctx);
+                          dentropy.defined() ? dentropy.ptr<R>() : nullptr, temperature, ctx);
     });
   });
   up.finish();
@@ -152,7 +148,7 @@ void logprob_head_forward(const TensorView& logprob_, const TensorView& entropy_
     using T = decltype(tag);
     dispatch_float(lse_.dtype, [&](auto rtag) {
       using R = decltype(rtag);
-      R* entropy = present(entropy_) ? entropy_.ptr<R>() : nullptr;
+      R* entropy = entropy_.defined() ? entropy_.ptr<R>() : nullptr;
       for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);
         // logits (rows, V) = h[r0 : r0 + rows] (rows, C) · wᵀ (C, V)
@@ -181,7 +177,7 @@ void logprob_head_backward(const TensorView& dh_, const TensorView& dw_, const T
     using T = decltype(tag);
     dispatch_float(lse.dtype, [&](auto rtag) {
       using R = decltype(rtag);
-      const R* dentropy = present(dentropy_) ? dentropy_.ptr<R>() : nullptr;
+      const R* dentropy = dentropy_.defined() ? dentropy_.ptr<R>() : nullptr;
       T* dl = scratch.ptr<T>();
       for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);

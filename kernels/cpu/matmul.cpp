@@ -12,10 +12,6 @@
 namespace r1kit::kernels::cpu {
 namespace {
 
-bool given(const TensorView& v) {
-  return v.ndim > 0 || v.data != nullptr;
-}
-
 void cblas_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
                 const float* b, int ldb, float beta, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
@@ -84,9 +80,8 @@ void matmul_backward(const TensorView& da_, const TensorView& db_, const TensorV
                      GradWrite da_write, GradWrite db_write, Context& ctx) {
   CpuUpcast up(ctx);
   TensorView a = up.in(a_), b = up.in(b_), dc = up.in(dc_);
-  TensorView da, db;
-  if (given(da_)) da = da_write == GradWrite::accumulate ? up.inout(da_) : up.out(da_);
-  if (given(db_)) db = db_write == GradWrite::accumulate ? up.inout(db_) : up.out(db_);
+  // Absent gradients (TensorView{}) pass through CpuUpcast as they are.
+  TensorView da = up.grad(da_, da_write), db = up.grad(db_, db_write);
   const int r = a.ndim - 2;
   const int64_t m = dc.shape[r], n = dc.shape[r + 1];
   const int64_t k = opts.trans_a ? a.shape[r] : a.shape[r + 1];
@@ -99,7 +94,7 @@ void matmul_backward(const TensorView& da_, const TensorView& db_, const TensorV
       const T* ai = a.ptr<T>() + i * batch_stride(a);
       const T* bi = b.ptr<T>() + i * batch_stride(b);
       const T* dci = dc.ptr<T>() + i * batch_stride(dc);
-      if (given(da)) {
+      if (da.defined()) {
         T* dai = da.ptr<T>() + i * batch_stride(da);
         if (!ta) {
           // dA (M, K) = alpha·dC·op(B)ᵀ
@@ -109,7 +104,7 @@ void matmul_backward(const TensorView& da_, const TensorView& db_, const TensorV
           gemm<T>(tb, true, k, m, n, opts.alpha, bi, dci, da_beta, dai);
         }
       }
-      if (given(db)) {
+      if (db.defined()) {
         T* dbi = db.ptr<T>() + i * batch_stride(db);
         if (!tb) {
           // dB (K, N) = alpha·op(A)ᵀ·dC
@@ -128,19 +123,19 @@ void linear_forward(const TensorView& y_, const TensorView& x_, const TensorView
                     const TensorView& bias_, Context& ctx) {
   CpuUpcast up(ctx);
   TensorView x = up.in(x_), w = up.in(w_), y = up.out(y_);
-  TensorView bias = given(bias_) ? up.in(bias_) : TensorView{};
+  TensorView bias = up.in(bias_);  // TensorView{} (no bias) passes through
   const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
   dispatch_float(y.dtype, [&](auto tag) {
     using T = decltype(tag);
     T* yp = y.ptr<T>();
     // y = b (broadcast over rows), then y += x·wᵀ in the GEMM (beta = 1).
-    if (given(bias)) {
+    if (bias.defined()) {
       const T* bp = bias.ptr<T>();
       ctx.pool().parallel_for(n, 64, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) std::copy(bp, bp + oc, yp + i * oc);
       });
     }
-    gemm<T>(false, true, n, oc, ch, 1.0, x.ptr<T>(), w.ptr<T>(), given(bias) ? 1.0 : 0.0, yp);
+    gemm<T>(false, true, n, oc, ch, 1.0, x.ptr<T>(), w.ptr<T>(), bias.defined() ? 1.0 : 0.0, yp);
   });
   up.finish();
 }
@@ -150,22 +145,20 @@ void linear_backward(const TensorView& dx_, const TensorView& dw_, const TensorV
                      GradWrite dx_write, Context& ctx) {
   CpuUpcast up(ctx);
   TensorView x = up.in(x_), w = up.in(w_), dy = up.in(dy_);
-  TensorView dx, dw, dbias;
-  if (given(dx_)) dx = dx_write == GradWrite::accumulate ? up.inout(dx_) : up.out(dx_);
-  if (given(dw_)) dw = up.inout(dw_);
-  if (given(dbias_)) dbias = up.inout(dbias_);
+  // Absent gradients (TensorView{}) pass through CpuUpcast as they are.
+  TensorView dx = up.grad(dx_, dx_write), dw = up.inout(dw_), dbias = up.inout(dbias_);
   const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
   dispatch_float(dy.dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* dyp = dy.ptr<T>();
     // dx (N, C) = dy (N, OC) · w (OC, C)
-    if (given(dx))
+    if (dx.defined())
       gemm<T>(false, false, n, ch, oc, 1.0, dyp, w.ptr<T>(),
               dx_write == GradWrite::accumulate ? 1.0 : 0.0, dx.ptr<T>());
     // dw (OC, C) += dyᵀ (OC, N) · x (N, C)
-    if (given(dw)) gemm<T>(true, false, oc, ch, n, 1.0, dyp, x.ptr<T>(), 1.0, dw.ptr<T>());
+    if (dw.defined()) gemm<T>(true, false, oc, ch, n, 1.0, dyp, x.ptr<T>(), 1.0, dw.ptr<T>());
     // dbias_o += Σ_n dy[n, o]: parallel over outputs, a fixed-order double sum over rows.
-    if (given(dbias)) {
+    if (dbias.defined()) {
       T* dbp = dbias.ptr<T>();
       ctx.pool().parallel_for(oc, 16, [&](int64_t b, int64_t e) {
         for (int64_t o = b; o < e; ++o) {

@@ -64,16 +64,43 @@ std::vector<int64_t> invert_permutation(const char* op, const TensorView& perm_i
   return pos;
 }
 
+// out[t] = Σ_i w[t, i] · in[pos[t·K + i]] over the K routed copies of token t, in i order, summed
+// in double; w = 1 when weight is TensorView{}. out (N, C), in (N·K, C), weight (N, K).
+void sum_copies(const TensorView& out_, const TensorView& in_, const std::vector<int64_t>& pos,
+                int64_t k, const TensorView& weight_, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView out = up.out(out_), in = up.in(in_), weight = up.in(weight_);
+  const int64_t n = out.shape[0], ch = out.shape[1];
+  dispatch_float(out.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* w = weight.defined() ? weight.ptr<T>() : nullptr;
+    ctx.pool().parallel_for(n, 16, [&](int64_t b, int64_t end) {
+      std::vector<double> acc(ch);
+      for (int64_t t = b; t < end; ++t) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t i = 0; i < k; ++i) {
+          const double wi = w ? static_cast<double>(w[t * k + i]) : 1.0;
+          const T* row = in.ptr<T>() + pos[t * k + i] * ch;
+          for (int64_t j = 0; j < ch; ++j) acc[j] += wi * row[j];
+        }
+        T* ot = out.ptr<T>() + t * ch;
+        for (int64_t j = 0; j < ch; ++j) ot[j] = static_cast<T>(acc[j]);
+      }
+    });
+  });
+  up.finish();
+}
+
 }  // namespace
 
 void moe_route_forward(const TensorView& topk_idx, const TensorView& topk_weight_,
                        const TensorView& scores_, const TensorView& router_logits_,
                        const TensorView& bias_, const MoeRouting& cfg, Context& ctx) {
   CpuUpcast up(ctx);
-  const bool with_bias = bias_.ndim != 0 || bias_.data != nullptr;
+  const bool with_bias = bias_.defined();
   TensorView logits = up.in(router_logits_), scores = up.out(scores_);
   TensorView topk_weight = up.out(topk_weight_);
-  TensorView bias = with_bias ? up.in(bias_) : TensorView();
+  TensorView bias = up.in(bias_);  // TensorView{} (no bias) passes through
   const int64_t n = logits.shape[0], e = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
   const bool grouped = cfg.topk_method != MoeTopkMethod::greedy;
   const int64_t n_group = grouped ? cfg.n_group : 1, group_size = e / n_group;
@@ -236,56 +263,20 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
   });
 }
 
-void moe_permute_backward(const TensorView& dx_, const TensorView& dx_perm_,
+// dx[t] = Σ_k dx_perm[pos(t, k)], the transpose of moe_permute's row copies; dx overwritten
+// (gradient write rule: parameters +=, activations =, residual stream +=).
+void moe_permute_backward(const TensorView& dx, const TensorView& dx_perm,
                           const TensorView& perm_index, Context& ctx) {
   const std::vector<int64_t> pos = invert_permutation("moe_permute_backward", perm_index);
-  CpuUpcast up(ctx);
-  TensorView dx = up.out(dx_), dx_perm = up.in(dx_perm_);
-  const int64_t n = dx.shape[0], ch = dx.shape[1];
-  const int64_t k = n > 0 ? perm_index.numel() / n : 0;
-  dispatch_float(dx.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    ctx.pool().parallel_for(n, 16, [&](int64_t b, int64_t end) {
-      std::vector<double> acc(ch);
-      for (int64_t t = b; t < end; ++t) {
-        // dx[n] = Σ_k dx_perm[pos(n, k)], in k order.
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t i = 0; i < k; ++i) {
-          const T* row = dx_perm.ptr<T>() + pos[t * k + i] * ch;
-          for (int64_t j = 0; j < ch; ++j) acc[j] += row[j];
-        }
-        T* dxt = dx.ptr<T>() + t * ch;
-        for (int64_t j = 0; j < ch; ++j) dxt[j] = static_cast<T>(acc[j]);
-      }
-    });
-  });
-  up.finish();
+  const int64_t n = dx.shape[0];
+  sum_copies(dx, dx_perm, pos, n > 0 ? perm_index.numel() / n : 0, TensorView{}, ctx);
 }
 
-void moe_unpermute(const TensorView& y_, const TensorView& y_perm_, const TensorView& perm_index,
-                   const TensorView& topk_weight_, Context& ctx) {
+void moe_unpermute(const TensorView& y, const TensorView& y_perm, const TensorView& perm_index,
+                   const TensorView& topk_weight, Context& ctx) {
   const std::vector<int64_t> pos = invert_permutation("moe_unpermute", perm_index);
-  CpuUpcast up(ctx);
-  TensorView y = up.out(y_), y_perm = up.in(y_perm_), topk_weight = up.in(topk_weight_);
-  const int64_t n = y.shape[0], ch = y.shape[1], k = topk_weight.shape[1];
-  dispatch_float(y.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    ctx.pool().parallel_for(n, 16, [&](int64_t b, int64_t end) {
-      std::vector<double> acc(ch);
-      for (int64_t t = b; t < end; ++t) {
-        // y[n] = Σ_k w[n, k] · y_perm[pos(n, k)], in k order.
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t i = 0; i < k; ++i) {
-          const double w = topk_weight.ptr<T>()[t * k + i];
-          const T* row = y_perm.ptr<T>() + pos[t * k + i] * ch;
-          for (int64_t j = 0; j < ch; ++j) acc[j] += w * row[j];
-        }
-        T* yt = y.ptr<T>() + t * ch;
-        for (int64_t j = 0; j < ch; ++j) yt[j] = static_cast<T>(acc[j]);
-      }
-    });
-  });
-  up.finish();
+  // y[t] = Σ_k w[t, k] · y_perm[pos(t, k)]
+  sum_copies(y, y_perm, pos, topk_weight.shape[1], topk_weight, ctx);
 }
 
 void moe_unpermute_backward(const TensorView& dy_perm_, const TensorView& dtopk_weight_,

@@ -8,55 +8,12 @@
 namespace r1kit::kernels::cpu {
 namespace {
 
-// dst[i] = src[i] for every index of two views of the same shape, any strides and float dtypes.
-void copy_strided(const TensorView& dst, const TensorView& src) {
-  const int64_t n = src.numel();
-  for (int64_t flat = 0; flat < n; ++flat) {
-    int64_t rem = flat, od = 0, os = 0;
-    for (int d = src.ndim - 1; d >= 0; --d) {
-      const int64_t i = rem % src.shape[d];
-      rem /= src.shape[d];
-      od += i * dst.stride[d];
-      os += i * src.stride[d];
-    }
-    store_from_double(dst.data, dst.dtype, static_cast<size_t>(od),
-                      load_as_double(src.data, src.dtype, static_cast<size_t>(os)));
-  }
-}
-
-// CpuUpcast for views that need not be contiguous: a bf16/f16 view becomes a contiguous f32 copy
-// gathered through its strides (and is scattered back, rounded, by finish()); f32/f64 views pass
-// through with their strides.
-class StridedUpcast {
- public:
-  explicit StridedUpcast(Context& ctx) : ctx_(ctx) {}
-  TensorView in(const TensorView& v) { return make(v, true, false); }
-  TensorView out(const TensorView& v) { return make(v, false, true); }
-  void finish() {
-    for (auto& [orig, s] : write_back_) copy_strided(orig, s);
-    write_back_.clear();
-  }
-
- private:
-  TensorView make(const TensorView& v, bool copy_in, bool write_back) {
-    if (v.dtype != DType::bf16 && v.dtype != DType::f16) return v;
-    scratch_.emplace_back(v.dims(), DType::f32, ctx_.host_allocator(), v.name);
-    TensorView s = scratch_.back().view();
-    if (copy_in) copy_strided(s, v);
-    if (write_back) write_back_.emplace_back(v, s);
-    return s;
-  }
-  Context& ctx_;
-  std::vector<Tensor> scratch_;
-  std::vector<std::pair<TensorView, TensorView>> write_back_;  // (original, scratch)
-};
-
 // out[t, h, pair i] = rotation of in[t, h, pair i] by sign · angle(positions[t], i). Reads each
 // pair before writing it, so out may be in (in place).
 void rotate(const TensorView& out_, const TensorView& in_, const TensorView& cos_,
             const TensorView& sin_, const TensorView& positions, RopeLayout layout, double sign,
             Context& ctx) {
-  StridedUpcast up(ctx);
+  CpuUpcast up(ctx);
   const TensorView in = up.in(in_), out = up.out(out_);
   const int64_t n_tok = in.shape[0], heads = in.shape[1], half = in.shape[2] / 2;
   const bool interleaved = layout == RopeLayout::interleaved;

@@ -7,36 +7,32 @@
 #include <limits>
 
 #include "tests/common/test_util.h"
+#include "tests/kernels/head_views.h"
 
 namespace r1kit::kernels {
 namespace {
 using testing::cpu_ctx;
+using testing::gather_heads;
+using testing::head_view;
 
 struct Shape4 {
   int64_t hq, hkv, dqk, dv;
 };
 
-// A (T, H, D) view of columns [col, col + H·D) of a contiguous (T, C) tensor.
-TensorView row_view(const TensorView& base, int64_t col, int64_t heads, int64_t dim,
-                    std::string name) {
-  TensorView v = base;
-  v.data = static_cast<char*>(base.data) + col * static_cast<int64_t>(dtype_size(base.dtype));
-  v.ndim = 3;
-  v.shape = {base.shape[0], heads, dim, 0};
-  v.stride = {base.shape[1], dim, 1, 0};
-  v.name = std::move(name);
-  return v;
-}
-
-// Values of any (T, H, D) view in row-major order.
-std::vector<double> gather(const TensorView& v) {
-  std::vector<double> out;
-  for (int64_t t = 0; t < v.shape[0]; ++t)
-    for (int64_t h = 0; h < v.shape[1]; ++h)
-      for (int64_t d = 0; d < v.shape[2]; ++d)
-        out.push_back(load_as_double(v.data, v.dtype,
-                                     static_cast<size_t>(t * v.stride[0] + h * v.stride[1] + d)));
-  return out;
+// One attention problem: random q (T, Hq, Dqk), k (T, Hkv, Dqk), v (T, Hkv, Dv) in
+// [−range, range) drawn in that order, and out (T, Hq, Dv), lse (Hq, T) to write.
+struct Problem {
+  Tensor q, k, v, out, lse;
+};
+Problem random_problem(Context& ctx, const Shape4& s, int64_t t, DType dtype, double range,
+                       std::mt19937_64& rng) {
+  Problem p;
+  p.q = testing::random_tensor(ctx, {t, s.hq, s.dqk}, dtype, rng, -range, range, "q");
+  p.k = testing::random_tensor(ctx, {t, s.hkv, s.dqk}, dtype, rng, -range, range, "k");
+  p.v = testing::random_tensor(ctx, {t, s.hkv, s.dv}, dtype, rng, -range, range, "v");
+  p.out = ctx.empty({t, s.hq, s.dv}, dtype, "out");
+  p.lse = ctx.empty({s.hq, t}, dtype, "lse");
+  return p;
 }
 
 Tensor cu_tensor(Context& ctx, const std::vector<int32_t>& cu, std::string name = "cu_seqlens") {
@@ -47,9 +43,9 @@ Tensor cu_tensor(Context& ctx, const std::vector<int32_t>& cu, std::string name 
 
 // The textbook computation: for each sequence and head, the full masked score matrix, a softmax
 // per row, then P·V. out (T, Hq, Dv), lse (Hq, T).
-void naive_attention(const std::vector<double>& q, const std::vector<double>& k,
-                     const std::vector<double>& v, const std::vector<int32_t>& cu, const Shape4& s,
+void naive_attention(const Problem& p, const std::vector<int32_t>& cu, const Shape4& s,
                      double scale, std::vector<double>* out, std::vector<double>* lse) {
+  const auto q = testing::to_double(p.q), k = testing::to_double(p.k), v = testing::to_double(p.v);
   const int64_t t = cu.back();
   out->assign(static_cast<size_t>(t * s.hq * s.dv), 0.0);
   lse->assign(static_cast<size_t>(s.hq * t), 0.0);
@@ -71,9 +67,9 @@ void naive_attention(const std::vector<double>& q, const std::vector<double>& k,
         for (int64_t j = 0; j < n; ++j) z += std::exp(sc[i][j] - m);
         (*lse)[h * t + s0 + i] = m + std::log(z);
         for (int64_t j = 0; j < n; ++j) {
-          const double p = std::exp(sc[i][j] - m) / z;
+          const double pij = std::exp(sc[i][j] - m) / z;
           for (int64_t c = 0; c < s.dv; ++c)
-            (*out)[((s0 + i) * s.hq + h) * s.dv + c] += p * v[((s0 + j) * s.hkv + g) * s.dv + c];
+            (*out)[((s0 + i) * s.hq + h) * s.dv + c] += pij * v[((s0 + j) * s.hkv + g) * s.dv + c];
         }
       }
     }
@@ -93,18 +89,14 @@ TEST(Attention, ForwardMatchesNaiveReference) {
                           Shape4{4, 2, 7, 3}}) {  // GQA with Dqk ≠ Dv
     SCOPED_TRACE(::testing::Message()
                  << "Hq " << s.hq << " Hkv " << s.hkv << " Dqk " << s.dqk << " Dv " << s.dv);
-    auto q = testing::random_tensor(ctx, {t, s.hq, s.dqk}, DType::f64, rng, -1, 1, "q");
-    auto k = testing::random_tensor(ctx, {t, s.hkv, s.dqk}, DType::f64, rng, -1, 1, "k");
-    auto v = testing::random_tensor(ctx, {t, s.hkv, s.dv}, DType::f64, rng, -1, 1, "v");
-    auto out = ctx.empty({t, s.hq, s.dv}, DType::f64, "out");
-    auto lse = ctx.empty({s.hq, t}, DType::f64, "lse");
+    const Problem p = random_problem(ctx, s, t, DType::f64, 1, rng);
+    const Tensor &q = p.q, &k = p.k, &v = p.v, &out = p.out, &lse = p.lse;
     testing::fill_constant(out, NAN);
     testing::fill_constant(lse, NAN);
     const double scale = 1.5 / std::sqrt(static_cast<double>(s.dqk));  // peakier than 1/sqrt(D)
     attention_forward(out, lse, q, k, v, cu_tensor(ctx, kCu), scale, ctx);
     std::vector<double> want_out, want_lse;
-    naive_attention(testing::to_double(q), testing::to_double(k), testing::to_double(v), kCu, s,
-                    scale, &want_out, &want_lse);
+    naive_attention(p, kCu, s, scale, &want_out, &want_lse);
     EXPECT_LT(testing::max_abs_diff(testing::to_double(out), want_out), 1e-13);
     EXPECT_LT(testing::max_abs_diff(testing::to_double(lse), want_lse), 1e-13);
   }
@@ -115,11 +107,8 @@ TEST(Attention, PackedEqualsEachSequenceAlone) {
   auto& ctx = cpu_ctx();
   const Shape4 s{6, 2, 5, 3};
   const int64_t t = kCu.back();
-  auto q = testing::random_tensor(ctx, {t, s.hq, s.dqk}, DType::f64, rng, -1, 1, "q");
-  auto k = testing::random_tensor(ctx, {t, s.hkv, s.dqk}, DType::f64, rng, -1, 1, "k");
-  auto v = testing::random_tensor(ctx, {t, s.hkv, s.dv}, DType::f64, rng, -1, 1, "v");
-  auto out = ctx.empty({t, s.hq, s.dv}, DType::f64, "out");
-  auto lse = ctx.empty({s.hq, t}, DType::f64, "lse");
+  const Problem p = random_problem(ctx, s, t, DType::f64, 1, rng);
+  const Tensor &q = p.q, &k = p.k, &v = p.v, &out = p.out, &lse = p.lse;
   attention_forward(out, lse, q, k, v, cu_tensor(ctx, kCu), 0.5, ctx);
   const auto packed_out = testing::to_double(out), packed_lse = testing::to_double(lse);
   for (size_t b = 0; b + 1 < kCu.size(); ++b) {
@@ -145,16 +134,12 @@ TEST(Attention, F32ForwardIsRoundedDoubleResult) {
   auto& ctx = cpu_ctx();
   const Shape4 s{4, 2, 9, 6};
   const int64_t t = kCu.back();
-  auto q = testing::random_tensor(ctx, {t, s.hq, s.dqk}, DType::f32, rng, -2, 2, "q");
-  auto k = testing::random_tensor(ctx, {t, s.hkv, s.dqk}, DType::f32, rng, -2, 2, "k");
-  auto v = testing::random_tensor(ctx, {t, s.hkv, s.dv}, DType::f32, rng, -2, 2, "v");
-  auto out = ctx.empty({t, s.hq, s.dv}, DType::f32, "out");
-  auto lse = ctx.empty({s.hq, t}, DType::f32, "lse");
+  const Problem p = random_problem(ctx, s, t, DType::f32, 2, rng);
+  const Tensor &q = p.q, &k = p.k, &v = p.v, &out = p.out, &lse = p.lse;
   const double scale = 1 / 3.0;
   attention_forward(out, lse, q, k, v, cu_tensor(ctx, kCu), scale, ctx);
   std::vector<double> want_out, want_lse;
-  naive_attention(testing::to_double(q), testing::to_double(k), testing::to_double(v), kCu, s,
-                  scale, &want_out, &want_lse);
+  naive_attention(p, kCu, s, scale, &want_out, &want_lse);
   const auto got_out = testing::to_double(out), got_lse = testing::to_double(lse);
   const double u = std::ldexp(1.0, -24);
   for (size_t i = 0; i < want_out.size(); ++i)
@@ -180,12 +165,9 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
     std::mt19937_64 rng(seed++);
     const int64_t t = cs.cu.back();
     auto cu = cu_tensor(ctx, cs.cu);
-    auto q = testing::random_tensor(ctx, {t, s.hq, s.dqk}, DType::f64, rng, -1, 1, "q");
-    auto k = testing::random_tensor(ctx, {t, s.hkv, s.dqk}, DType::f64, rng, -1, 1, "k");
-    auto v = testing::random_tensor(ctx, {t, s.hkv, s.dv}, DType::f64, rng, -1, 1, "v");
+    const Problem p = random_problem(ctx, s, t, DType::f64, 1, rng);
+    const Tensor &q = p.q, &k = p.k, &v = p.v, &out = p.out, &lse = p.lse;
     auto g = testing::random_tensor(ctx, {t, s.hq, s.dv}, DType::f64, rng, -1, 1, "g");
-    auto out = ctx.empty({t, s.hq, s.dv}, DType::f64, "out");
-    auto lse = ctx.empty({s.hq, t}, DType::f64, "lse");
     auto loss = [&] {
       attention_forward(out, lse, q, k, v, cu, cs.scale, ctx);
       return testing::dot(out, g);
@@ -209,19 +191,19 @@ TEST(Attention, StridedViewsOfFusedBuffers) {
   const int64_t t = kCu.back(), hq = 4, hkv = 2, d = 6, c = (hq + 2 * hkv) * d;
   auto cu = cu_tensor(ctx, kCu);
   auto qkv = testing::random_tensor(ctx, {t, c}, DType::f64, rng, -1, 1, "qkv");
-  const TensorView q = row_view(qkv, 0, hq, d, "q"), k = row_view(qkv, hq * d, hkv, d, "k"),
-                   v = row_view(qkv, (hq + hkv) * d, hkv, d, "v");
-  auto qc = testing::tensor_from(ctx, {t, hq, d}, DType::f64, gather(q), "qc");
-  auto kc = testing::tensor_from(ctx, {t, hkv, d}, DType::f64, gather(k), "kc");
-  auto vc = testing::tensor_from(ctx, {t, hkv, d}, DType::f64, gather(v), "vc");
+  const TensorView q = head_view(qkv, 0, hq, d, "q"), k = head_view(qkv, hq * d, hkv, d, "k"),
+                   v = head_view(qkv, (hq + hkv) * d, hkv, d, "v");
+  auto qc = testing::tensor_from(ctx, {t, hq, d}, DType::f64, gather_heads(q), "qc");
+  auto kc = testing::tensor_from(ctx, {t, hkv, d}, DType::f64, gather_heads(k), "kc");
+  auto vc = testing::tensor_from(ctx, {t, hkv, d}, DType::f64, gather_heads(v), "vc");
   auto wide = ctx.zeros({t, hq * d + 5}, DType::f64, "wide");
-  const TensorView out = row_view(wide, 3, hq, d, "out");
+  const TensorView out = head_view(wide, 3, hq, d, "out");
   auto lse = ctx.empty({hq, t}, DType::f64, "lse");
   auto outc = ctx.empty({t, hq, d}, DType::f64, "outc");
   auto lsec = ctx.empty({hq, t}, DType::f64, "lsec");
   attention_forward(out, lse, q, k, v, cu, 0.4, ctx);
   attention_forward(outc, lsec, qc, kc, vc, cu, 0.4, ctx);
-  EXPECT_EQ(gather(out), testing::to_double(outc));
+  EXPECT_EQ(gather_heads(out), testing::to_double(outc));
   EXPECT_EQ(testing::to_double(lse), testing::to_double(lsec));
   const auto w = testing::to_double(wide);  // columns outside the view untouched
   for (int64_t r = 0; r < t; ++r)
@@ -230,15 +212,15 @@ TEST(Attention, StridedViewsOfFusedBuffers) {
   auto dout = testing::random_tensor(ctx, {t, hq, d}, DType::f64, rng, -1, 1, "dout");
   auto dqkv = ctx.empty({t, c}, DType::f64, "dqkv");
   testing::fill_constant(dqkv, NAN);
-  const TensorView dq = row_view(dqkv, 0, hq, d, "dq"), dk = row_view(dqkv, hq * d, hkv, d, "dk"),
-                   dv = row_view(dqkv, (hq + hkv) * d, hkv, d, "dv");
+  const TensorView dq = head_view(dqkv, 0, hq, d, "dq"), dk = head_view(dqkv, hq * d, hkv, d, "dk"),
+                   dv = head_view(dqkv, (hq + hkv) * d, hkv, d, "dv");
   auto dqc = ctx.empty({t, hq, d}, DType::f64), dkc = ctx.empty({t, hkv, d}, DType::f64),
        dvc = ctx.empty({t, hkv, d}, DType::f64);
   attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu, 0.4, ctx);
   attention_backward(dqc, dkc, dvc, dout, qc, kc, vc, outc, lsec, cu, 0.4, ctx);
-  EXPECT_EQ(gather(dq), testing::to_double(dqc));
-  EXPECT_EQ(gather(dk), testing::to_double(dkc));
-  EXPECT_EQ(gather(dv), testing::to_double(dvc));
+  EXPECT_EQ(gather_heads(dq), testing::to_double(dqc));
+  EXPECT_EQ(gather_heads(dk), testing::to_double(dkc));
+  EXPECT_EQ(gather_heads(dv), testing::to_double(dvc));
 }
 
 // bf16 q/k/v (strided slices of a fused bf16 buffer), bf16 out and grads, f32 lse. The CPU
@@ -251,15 +233,15 @@ TEST(Attention, Bf16MatchesDoubleOnRoundedInputs) {
   const int64_t c = hq * dqk + hkv * dqk + hkv * dv;
   auto cu = cu_tensor(ctx, kCu);
   auto qkv = testing::random_tensor(ctx, {t, c}, DType::bf16, rng, -2, 2, "qkv");
-  const TensorView q = row_view(qkv, 0, hq, dqk, "q"), k = row_view(qkv, hq * dqk, hkv, dqk, "k"),
-                   v = row_view(qkv, (hq + hkv) * dqk, hkv, dv, "v");
+  const TensorView q = head_view(qkv, 0, hq, dqk, "q"), k = head_view(qkv, hq * dqk, hkv, dqk, "k"),
+                   v = head_view(qkv, (hq + hkv) * dqk, hkv, dv, "v");
   auto out = ctx.empty({t, hq, dv}, DType::bf16, "out");
   auto lse = ctx.empty({hq, t}, DType::f32, "lse");
   attention_forward(out, lse, q, k, v, cu, 0.5, ctx);
 
-  auto q64 = testing::tensor_from(ctx, {t, hq, dqk}, DType::f64, gather(q));
-  auto k64 = testing::tensor_from(ctx, {t, hkv, dqk}, DType::f64, gather(k));
-  auto v64 = testing::tensor_from(ctx, {t, hkv, dv}, DType::f64, gather(v));
+  auto q64 = testing::tensor_from(ctx, {t, hq, dqk}, DType::f64, gather_heads(q));
+  auto k64 = testing::tensor_from(ctx, {t, hkv, dqk}, DType::f64, gather_heads(k));
+  auto v64 = testing::tensor_from(ctx, {t, hkv, dv}, DType::f64, gather_heads(v));
   auto out64 = ctx.empty({t, hq, dv}, DType::f64), lse64 = ctx.empty({hq, t}, DType::f64);
   attention_forward(out64, lse64, q64, k64, v64, cu, 0.5, ctx);
   const double ub = std::ldexp(1.0, -8) + std::ldexp(1.0, -24), uf = std::ldexp(1.0, -24);
@@ -275,9 +257,9 @@ TEST(Attention, Bf16MatchesDoubleOnRoundedInputs) {
   // Backward from the bf16 forward's saved tensors; the f64 reference gets the same saved values.
   auto dout = testing::random_tensor(ctx, {t, hq, dv}, DType::bf16, rng, -1, 1, "dout");
   auto dqkv = ctx.empty({t, c}, DType::bf16, "dqkv");
-  const TensorView dq = row_view(dqkv, 0, hq, dqk, "dq"),
-                   dk = row_view(dqkv, hq * dqk, hkv, dqk, "dk"),
-                   dvv = row_view(dqkv, (hq + hkv) * dqk, hkv, dv, "dv");
+  const TensorView dq = head_view(dqkv, 0, hq, dqk, "dq"),
+                   dk = head_view(dqkv, hq * dqk, hkv, dqk, "dk"),
+                   dvv = head_view(dqkv, (hq + hkv) * dqk, hkv, dv, "dv");
   attention_backward(dq, dk, dvv, dout, q, k, v, out, lse, cu, 0.5, ctx);
   auto saved_out = testing::tensor_from(ctx, {t, hq, dv}, DType::f64, testing::to_double(out));
   auto saved_lse = testing::tensor_from(ctx, {hq, t}, DType::f64, testing::to_double(lse));
@@ -285,9 +267,9 @@ TEST(Attention, Bf16MatchesDoubleOnRoundedInputs) {
   auto dq64 = ctx.empty({t, hq, dqk}, DType::f64), dk64 = ctx.empty({t, hkv, dqk}, DType::f64),
        dv64 = ctx.empty({t, hkv, dv}, DType::f64);
   attention_backward(dq64, dk64, dv64, dout64, q64, k64, v64, saved_out, saved_lse, cu, 0.5, ctx);
-  expect_close(gather(dq), testing::to_double(dq64), ub, "dq");
-  expect_close(gather(dk), testing::to_double(dk64), ub, "dk");
-  expect_close(gather(dvv), testing::to_double(dv64), ub, "dv");
+  expect_close(gather_heads(dq), testing::to_double(dq64), ub, "dq");
+  expect_close(gather_heads(dk), testing::to_double(dk64), ub, "dk");
+  expect_close(gather_heads(dvv), testing::to_double(dv64), ub, "dv");
 }
 
 TEST(Attention, ValidationNamesOpAndShapes) {
@@ -343,24 +325,24 @@ TEST(Attention, ValidationNamesOpAndShapes) {
                                  {"[attention]", "scale"});
   // Output overlapping an input.
   auto qo = ctx.empty({t, 6, 4}, DType::f32, "qo");
-  const TensorView out_in_q = row_view(qo.view().reshape({t, 24}), 0, 6, 3, "out_in_q");
+  const TensorView out_in_q = head_view(qo.view().reshape({t, 24}), 0, 6, 3, "out_in_q");
   testing::expect_error_contains([&] { attention_forward(out_in_q, lse, qo, k, v, cu, 0.5, ctx); },
                                  {"[attention]", "out_in_q", "overlap", "qo"});
   // Gradients overlapping each other: dk's columns run into dv's.
   auto buf = ctx.empty({t, 6 * 4 + 2 * 4 + 2 * 3}, DType::f32, "dqkv");
-  const TensorView dq = row_view(buf, 0, 6, 4, "dq"), dk = row_view(buf, 24, 2, 4, "dk"),
-                   dv_bad = row_view(buf, 30, 2, 3, "dv_bad");
+  const TensorView dq = head_view(buf, 0, 6, 4, "dq"), dk = head_view(buf, 24, 2, 4, "dk"),
+                   dv_bad = head_view(buf, 30, 2, 3, "dv_bad");
   testing::expect_error_contains(
       [&] { attention_backward(dq, dk, dv_bad, out, q, k, v, out, lse, cu, 0.5, ctx); },
       {"[attention_backward]", "dk", "dv_bad", "overlap"});
   // dv starting left of dk and running into it (the overlap wraps within the row pitch).
-  const TensorView dk_right = row_view(buf, 28, 2, 4, "dk_right"),
-                   dv_left = row_view(buf, 24, 2, 3, "dv_left");
+  const TensorView dk_right = head_view(buf, 28, 2, 4, "dk_right"),
+                   dv_left = head_view(buf, 24, 2, 3, "dv_left");
   testing::expect_error_contains(
       [&] { attention_backward(dq, dk_right, dv_left, out, q, k, v, out, lse, cu, 0.5, ctx); },
       {"[attention_backward]", "dk_right", "dv_left", "overlap"});
   // A non-unit stride in the head dim.
-  TensorView q_bad = row_view(buf, 0, 6, 4, "q_bad");
+  TensorView q_bad = head_view(buf, 0, 6, 4, "q_bad");
   q_bad.stride = {38, 4, 2, 0};
   q_bad.shape = {t, 6, 2, 0};
   testing::expect_error_contains([&] { attention_forward(out, lse, q_bad, k, v, cu, 0.5, ctx); },

@@ -3,6 +3,7 @@
 #include "kernels/elementwise.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "tests/common/test_util.h"
@@ -12,6 +13,34 @@ namespace {
 using testing::cpu_ctx;
 
 const Shape kShape = {7, 13, 5};
+
+using BinaryForward =
+    std::function<void(const TensorView& y, const TensorView& a, const TensorView& b)>;
+using BinaryBackward =
+    std::function<void(const TensorView& da, const TensorView& db, const TensorView& dy,
+                       const TensorView& a, const TensorView& b)>;
+
+// y = forward(a, b) on random f64 a, b of shape s; backward(da, db, dy, a, b) into NaN-poisoned
+// da, db against central finite differences of the loss Σ y·dy for a random dy, which is returned.
+Tensor expect_binary_gradients_match(const Shape& s, uint64_t seed, const BinaryForward& forward,
+                                     const BinaryBackward& backward) {
+  std::mt19937_64 rng(seed);
+  auto& ctx = cpu_ctx();
+  auto a = testing::random_tensor(ctx, s, DType::f64, rng);
+  auto b = testing::random_tensor(ctx, s, DType::f64, rng);
+  auto g = testing::random_tensor(ctx, s, DType::f64, rng);
+  auto y = ctx.empty(s, DType::f64);
+  auto loss = [&] {
+    forward(y, a, b);
+    return testing::dot(y, g);
+  };
+  auto da = ctx.empty(s, DType::f64, "da"), db = ctx.empty(s, DType::f64, "db");
+  testing::fill_constant(da, NAN);
+  testing::fill_constant(db, NAN);
+  backward(da, db, g, a, b);
+  testing::expect_gradients_match(loss, {{a.view(), da.view()}, {b.view(), db.view()}});
+  return g;
+}
 
 TEST(Elementwise, AddAndMulForwardMatchFormula) {
   std::mt19937_64 rng(1);
@@ -58,29 +87,21 @@ TEST(Elementwise, MixedBf16AndF32RoundOnceToOutput) {
 }
 
 TEST(Elementwise, AddBackwardMatchesFiniteDifferences) {
-  std::mt19937_64 rng(3);
   auto& ctx = cpu_ctx();
   const Shape s = {3, 7, 5};
-  auto a = testing::random_tensor(ctx, s, DType::f64, rng);
-  auto b = testing::random_tensor(ctx, s, DType::f64, rng);
-  auto g = testing::random_tensor(ctx, s, DType::f64, rng);
-  auto y = ctx.empty(s, DType::f64);
-  auto loss = [&] {
-    add_forward(y, a, b, ctx);
-    return testing::dot(y, g);
-  };
-  auto da = ctx.empty(s, DType::f64, "da"), db = ctx.empty(s, DType::f64, "db");
-  testing::fill_constant(da, NAN);
-  testing::fill_constant(db, NAN);
-  add_backward(da, db, g, GradWrite::overwrite, GradWrite::overwrite, ctx);
-  testing::expect_gradients_match(loss, {{a.view(), da.view()}, {b.view(), db.view()}});
+  const Tensor g = expect_binary_gradients_match(
+      s, 3, [&](auto& y, auto& a, auto& b) { add_forward(y, a, b, ctx); },
+      [&](auto& da, auto& db, auto& dy, auto&, auto&) {
+        add_backward(da, db, dy, GradWrite::overwrite, GradWrite::overwrite, ctx);
+      });
+  const int64_t numel = g.numel();
 
   // The residual stream accumulates: da += dy while db is overwritten; then db += dy alone.
-  auto da2 = testing::tensor_from(ctx, s, DType::f64, std::vector<double>(a.numel(), 0.5));
+  auto da2 = testing::tensor_from(ctx, s, DType::f64, std::vector<double>(numel, 0.5));
   auto db2 = ctx.empty(s, DType::f64, "db2");
   testing::fill_constant(db2, NAN);
   add_backward(da2, db2, g, GradWrite::accumulate, GradWrite::overwrite, ctx);
-  auto db3 = testing::tensor_from(ctx, s, DType::f64, std::vector<double>(a.numel(), -1.0));
+  auto db3 = testing::tensor_from(ctx, s, DType::f64, std::vector<double>(numel, -1.0));
   add_backward(TensorView{}, db3, g, GradWrite::overwrite, GradWrite::accumulate, ctx);
   auto p = testing::to_double(da2), q = testing::to_double(g);
   auto r = testing::to_double(db2), t = testing::to_double(db3);
@@ -92,22 +113,10 @@ TEST(Elementwise, AddBackwardMatchesFiniteDifferences) {
 }
 
 TEST(Elementwise, MulBackwardMatchesFiniteDifferences) {
-  std::mt19937_64 rng(4);
   auto& ctx = cpu_ctx();
-  const Shape s = {5, 3, 11};
-  auto a = testing::random_tensor(ctx, s, DType::f64, rng);
-  auto b = testing::random_tensor(ctx, s, DType::f64, rng);
-  auto g = testing::random_tensor(ctx, s, DType::f64, rng);
-  auto y = ctx.empty(s, DType::f64);
-  auto loss = [&] {
-    mul_forward(y, a, b, ctx);
-    return testing::dot(y, g);
-  };
-  auto da = ctx.empty(s, DType::f64, "da"), db = ctx.empty(s, DType::f64, "db");
-  testing::fill_constant(da, NAN);
-  testing::fill_constant(db, NAN);
-  mul_backward(da, db, g, a, b, ctx);
-  testing::expect_gradients_match(loss, {{a.view(), da.view()}, {b.view(), db.view()}});
+  expect_binary_gradients_match(
+      {5, 3, 11}, 4, [&](auto& y, auto& a, auto& b) { mul_forward(y, a, b, ctx); },
+      [&](auto& da, auto& db, auto& dy, auto& a, auto& b) { mul_backward(da, db, dy, a, b, ctx); });
 }
 
 TEST(Elementwise, AxpyAndScale) {

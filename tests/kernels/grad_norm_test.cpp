@@ -39,6 +39,12 @@ struct GradSet {
     for (const auto& t : owned) v.push_back(t.view());
     return v;
   }
+  // Every tensor's values, to compare with after an op.
+  std::vector<std::vector<double>> values() const {
+    std::vector<std::vector<double>> v;
+    for (const auto& t : owned) v.push_back(testing::to_double(t.view()));
+    return v;
+  }
 };
 
 // Odd shapes, every supported dtype, an empty tensor and one spanning several 8192-element blocks.
@@ -94,8 +100,7 @@ TEST(GradNorm, ClipScalesEveryGradAboveMaxNorm) {
   std::mt19937_64 rng(33);
   auto& ctx = cpu_ctx();
   GradSet g = make_grads(ctx, rng);
-  std::vector<std::vector<double>> before;
-  for (const auto& v : g.views()) before.push_back(testing::to_double(v));
+  const auto before = g.values();
   const double norm = grad_global_norm(g.views(), ctx);
   const double max_norm = norm / 3;
   EXPECT_EQ(clip_grad_norm(g.views(), max_norm, ctx), norm);  // the pre-clip norm
@@ -117,8 +122,7 @@ TEST(GradNorm, ClipLeavesSmallGradsUntouched) {
   std::mt19937_64 rng(34);
   auto& ctx = cpu_ctx();
   GradSet g = make_grads(ctx, rng);
-  std::vector<std::vector<double>> before;
-  for (const auto& v : g.views()) before.push_back(testing::to_double(v));
+  const auto before = g.values();
   const double norm = grad_global_norm(g.views(), ctx);
   EXPECT_EQ(clip_grad_norm(g.views(), 2 * norm, ctx), norm);
   for (size_t t = 0; t < g.owned.size(); ++t)
@@ -136,8 +140,7 @@ TEST(GradNorm, NonFiniteNormIsReportedAndGradsUntouched) {
     SCOPED_TRACE("poison " + std::to_string(poison));
     GradSet g = make_grads(ctx, rng);
     g.owned[5].ptr<float>()[12345] = static_cast<float>(poison);
-    std::vector<std::vector<double>> before;
-    for (const auto& v : g.views()) before.push_back(testing::to_double(v));
+    const auto before = g.values();
     const double norm = clip_grad_norm(g.views(), 1e-3, ctx);
     EXPECT_FALSE(std::isfinite(norm));
     EXPECT_EQ(std::isnan(norm), std::isnan(poison)) << norm;  // inf (either sign) gives +inf

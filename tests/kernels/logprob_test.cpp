@@ -156,16 +156,30 @@ TEST(Logprob, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// Random inputs of the fused head, drawn in this order: h (N, C) and w (V, C) in [−1, 1), targets
+// (N) in [0, V), and the upstream gradients dlogprob, dentropy (N) in [−1, 1).
+struct HeadInputs {
+  Tensor h, w, targets, glp, gent;
+};
+HeadInputs random_head(Context& ctx, int64_t n, int64_t ch, int64_t vocab, DType dtype,
+                       std::mt19937_64& rng) {
+  HeadInputs in;
+  in.h = testing::random_tensor(ctx, {n, ch}, dtype, rng, -1, 1, "h");
+  in.w = testing::random_tensor(ctx, {vocab, ch}, dtype, rng, -1, 1, "lm_head.weight");
+  in.targets = testing::random_ints(ctx, {n}, rng, 0, vocab - 1, "targets");
+  in.glp = testing::random_tensor(ctx, {n}, dtype, rng, -1, 1, "dlogprob");
+  in.gent = testing::random_tensor(ctx, {n}, dtype, rng, -1, 1, "dentropy");
+  return in;
+}
+
 TEST(LogprobHead, MatchesUnfusedComposition) {
   std::mt19937_64 rng(15);
   auto& ctx = cpu_ctx();
   const int64_t n = 7, ch = 5, vocab = 13, chunk = 3;  // 3 does not divide 7
   const double tau = 1.1;
-  auto h = testing::random_tensor(ctx, {n, ch}, DType::f64, rng, -1, 1, "h");
-  auto w = testing::random_tensor(ctx, {vocab, ch}, DType::f64, rng, -1, 1, "lm_head.weight");
-  auto targets = testing::random_ints(ctx, {n}, rng, 0, vocab - 1, "targets");
-  auto glp = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dlogprob");
-  auto gent = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dentropy");
+  const HeadInputs in = random_head(ctx, n, ch, vocab, DType::f64, rng);
+  const Tensor &h = in.h, &w = in.w, &targets = in.targets;
+  const Tensor &glp = in.glp, &gent = in.gent;
   const auto hv = testing::to_double(h), wv = testing::to_double(w);
 
   // Unfused: logits here, then the logits-path op.
@@ -211,11 +225,9 @@ TEST(LogprobHead, BackwardMatchesFiniteDifferences) {
   auto& ctx = cpu_ctx();
   const int64_t n = 5, ch = 4, vocab = 7, chunk = 2;
   const double tau = 0.9;
-  auto h = testing::random_tensor(ctx, {n, ch}, DType::f64, rng, -1, 1, "h");
-  auto w = testing::random_tensor(ctx, {vocab, ch}, DType::f64, rng, -1, 1, "w");
-  auto targets = testing::random_ints(ctx, {n}, rng, 0, vocab - 1, "targets");
-  auto glp = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dlogprob");
-  auto gent = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dentropy");
+  const HeadInputs in = random_head(ctx, n, ch, vocab, DType::f64, rng);
+  const Tensor &h = in.h, &w = in.w, &targets = in.targets;
+  const Tensor &glp = in.glp, &gent = in.gent;
   auto lp = ctx.empty({n}, DType::f64), ent = ctx.empty({n}, DType::f64);
   auto lse = ctx.empty({n}, DType::f64);
   auto loss = [&] {
@@ -235,11 +247,9 @@ TEST(LogprobHead, ChunkSizeDoesNotChangeResults) {
   auto& ctx = cpu_ctx();
   const int64_t n = 11, ch = 6, vocab = 9;
   const double tau = 1.0;
-  auto h = testing::random_tensor(ctx, {n, ch}, DType::f64, rng, -1, 1, "h");
-  auto w = testing::random_tensor(ctx, {vocab, ch}, DType::f64, rng, -1, 1, "w");
-  auto targets = testing::random_ints(ctx, {n}, rng, 0, vocab - 1, "targets");
-  auto glp = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dlogprob");
-  auto gent = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dentropy");
+  const HeadInputs in = random_head(ctx, n, ch, vocab, DType::f64, rng);
+  const Tensor &h = in.h, &w = in.w, &targets = in.targets;
+  const Tensor &glp = in.glp, &gent = in.gent;
   struct Out {
     std::vector<double> lp, ent, lse, dh, dw;
   };
@@ -283,11 +293,9 @@ TEST(LogprobHead, F32WithinGemmRoundingOfDouble) {
   auto& ctx = cpu_ctx();
   const int64_t n = 9, ch = 16, vocab = 37, chunk = 4;
   const double tau = 0.9, u = kF32Unit;
-  auto h32 = testing::random_tensor(ctx, {n, ch}, DType::f32, rng, -1, 1, "h");
-  auto w32 = testing::random_tensor(ctx, {vocab, ch}, DType::f32, rng, -1, 1, "w");
-  auto targets = testing::random_ints(ctx, {n}, rng, 0, vocab - 1, "targets");
-  auto glp32 = testing::random_tensor(ctx, {n}, DType::f32, rng, -1, 1, "dlogprob");
-  auto gent32 = testing::random_tensor(ctx, {n}, DType::f32, rng, -1, 1, "dentropy");
+  const HeadInputs in32 = random_head(ctx, n, ch, vocab, DType::f32, rng);
+  const Tensor &h32 = in32.h, &w32 = in32.w, &targets = in32.targets;
+  const Tensor &glp32 = in32.glp, &gent32 = in32.gent;
   auto as64 = [&](const Tensor& t) {
     return testing::tensor_from(ctx, t.view().dims(), DType::f64, testing::to_double(t));
   };

@@ -3,6 +3,7 @@
 #include "kernels/matmul.h"
 
 #include <cmath>
+#include <utility>
 
 #include "tests/common/test_util.h"
 
@@ -185,26 +186,48 @@ TEST(Matmul, BackwardMatchesFiniteDifferences) {
   check_backward(3, 5, 3, 7, {.trans_b = true}, seed++);
 }
 
+// Random x (N, C), w (OC, C) and bias (OC) in [−1, 1), drawn in that order, with their values.
+struct LinearInputs {
+  Tensor x, w, bias;
+  std::vector<double> xv, wv, bv;
+  // y[i, o] = bias[o] (when with_bias) + Σ_j x[i, j]·w[o, j] in double, and the sum of the terms'
+  // magnitudes, which bounds the rounding error of any evaluation order.
+  std::pair<double, double> reference(int64_t i, int64_t o, bool with_bias) const {
+    const int64_t ch = x.size(1);
+    double s = with_bias ? bv[o] : 0.0, mag = std::fabs(s);
+    for (int64_t j = 0; j < ch; ++j) {
+      s += xv[i * ch + j] * wv[o * ch + j];
+      mag += std::fabs(xv[i * ch + j] * wv[o * ch + j]);
+    }
+    return {s, mag};
+  }
+};
+LinearInputs random_linear(Context& ctx, int64_t n, int64_t ch, int64_t oc, DType dtype,
+                           std::mt19937_64& rng) {
+  LinearInputs in;
+  in.x = testing::random_tensor(ctx, {n, ch}, dtype, rng, -1, 1, "x");
+  in.w = testing::random_tensor(ctx, {oc, ch}, dtype, rng, -1, 1, "proj.weight");
+  in.bias = testing::random_tensor(ctx, {oc}, dtype, rng, -1, 1, "proj.bias");
+  in.xv = testing::to_double(in.x);
+  in.wv = testing::to_double(in.w);
+  in.bv = testing::to_double(in.bias);
+  return in;
+}
+
 TEST(Linear, ForwardMatchesFormula) {
   std::mt19937_64 rng(60);
   auto& ctx = cpu_ctx();
   const int64_t n = 7, ch = 13, oc = 5;
-  auto x = testing::random_tensor(ctx, {n, ch}, DType::f64, rng, -1, 1, "x");
-  auto w = testing::random_tensor(ctx, {oc, ch}, DType::f64, rng, -1, 1, "proj.weight");
-  auto bias = testing::random_tensor(ctx, {oc}, DType::f64, rng, -1, 1, "proj.bias");
+  const LinearInputs in = random_linear(ctx, n, ch, oc, DType::f64, rng);
+  const Tensor &x = in.x, &w = in.w, &bias = in.bias;
   auto y = ctx.empty({n, oc}, DType::f64, "y");
-  auto xv = testing::to_double(x), wv = testing::to_double(w), bv = testing::to_double(bias);
   for (bool with_bias : {true, false}) {
     testing::fill_constant(y, NAN);
     linear_forward(y, x, w, with_bias ? bias.view() : TensorView{}, ctx);
     auto yv = testing::to_double(y);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < oc; ++o) {
-        double s = with_bias ? bv[o] : 0.0, mag = std::fabs(s);
-        for (int64_t j = 0; j < ch; ++j) {
-          s += xv[i * ch + j] * wv[o * ch + j];
-          mag += std::fabs(xv[i * ch + j] * wv[o * ch + j]);
-        }
+        const auto [s, mag] = in.reference(i, o, with_bias);
         EXPECT_NEAR(yv[i * oc + o], s, (ch + 2) * kU64 * mag) << i << "," << o;
       }
   }
@@ -214,20 +237,13 @@ TEST(Linear, Bf16MatchesDoubleOnRoundedInputs) {
   std::mt19937_64 rng(61);
   auto& ctx = cpu_ctx();
   const int64_t n = 5, ch = 19, oc = 3;
-  auto x = testing::random_tensor(ctx, {n, ch}, DType::bf16, rng, -1, 1, "x");
-  auto w = testing::random_tensor(ctx, {oc, ch}, DType::bf16, rng, -1, 1, "w");
-  auto bias = testing::random_tensor(ctx, {oc}, DType::bf16, rng, -1, 1, "b");
+  const LinearInputs in = random_linear(ctx, n, ch, oc, DType::bf16, rng);
   auto y = ctx.empty({n, oc}, DType::bf16, "y");
-  linear_forward(y, x, w, bias, ctx);
-  auto xv = testing::to_double(x), wv = testing::to_double(w), bv = testing::to_double(bias);
+  linear_forward(y, in.x, in.w, in.bias, ctx);
   auto yv = testing::to_double(y);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < oc; ++o) {
-      double s = bv[o], mag = std::fabs(bv[o]);
-      for (int64_t j = 0; j < ch; ++j) {
-        s += xv[i * ch + j] * wv[o * ch + j];
-        mag += std::fabs(xv[i * ch + j] * wv[o * ch + j]);
-      }
+      const auto [s, mag] = in.reference(i, o, true);
       const double gemm_err = (ch + 2) * kU32 * mag;
       EXPECT_LE(std::fabs(yv[i * oc + o] - s), gemm_err + kU16 * (std::fabs(s) + gemm_err));
     }
@@ -237,9 +253,8 @@ TEST(Linear, BackwardMatchesFiniteDifferences) {
   std::mt19937_64 rng(62);
   auto& ctx = cpu_ctx();
   const int64_t n = 7, ch = 11, oc = 5;
-  auto x = testing::random_tensor(ctx, {n, ch}, DType::f64, rng);
-  auto w = testing::random_tensor(ctx, {oc, ch}, DType::f64, rng);
-  auto bias = testing::random_tensor(ctx, {oc}, DType::f64, rng);
+  const LinearInputs in = random_linear(ctx, n, ch, oc, DType::f64, rng);
+  const Tensor &x = in.x, &w = in.w, &bias = in.bias;
   auto g = testing::random_tensor(ctx, {n, oc}, DType::f64, rng);
   auto y = ctx.empty({n, oc}, DType::f64);
   auto loss = [&] {

@@ -149,39 +149,33 @@ std::vector<RefRoute> expect_route_matches_reference(const Tensor& logits, const
 }
 
 MoeRouting v3_config() {
-  MoeRouting cfg;
-  cfg.n_routed_experts = 16;
-  cfg.num_experts_per_tok = 4;
-  cfg.scoring = MoeScoring::sigmoid;
-  cfg.n_group = 4;
-  cfg.topk_group = 2;
-  cfg.topk_method = MoeTopkMethod::noaux_tc;
-  cfg.norm_topk_prob = true;
-  cfg.routed_scaling_factor = 2.5;
-  return cfg;
+  return {.n_routed_experts = 16,
+          .num_experts_per_tok = 4,
+          .scoring = MoeScoring::sigmoid,
+          .n_group = 4,
+          .topk_group = 2,
+          .topk_method = MoeTopkMethod::noaux_tc,
+          .norm_topk_prob = true,
+          .routed_scaling_factor = 2.5};
 }
 
 MoeRouting v2_config() {
-  MoeRouting cfg;
-  cfg.n_routed_experts = 15;
-  cfg.num_experts_per_tok = 3;
-  cfg.scoring = MoeScoring::softmax;
-  cfg.n_group = 5;
-  cfg.topk_group = 2;
-  cfg.topk_method = MoeTopkMethod::group_limited_greedy;
-  cfg.norm_topk_prob = false;
-  cfg.routed_scaling_factor = 16.0;  // DeepSeek-V2's value
-  return cfg;
+  return {.n_routed_experts = 15,
+          .num_experts_per_tok = 3,
+          .scoring = MoeScoring::softmax,
+          .n_group = 5,
+          .topk_group = 2,
+          .topk_method = MoeTopkMethod::group_limited_greedy,
+          .norm_topk_prob = false,
+          .routed_scaling_factor = 16.0};  // DeepSeek-V2's value
 }
 
 MoeRouting softmax_topk_config(int64_t e, int64_t k) {
-  MoeRouting cfg;
-  cfg.n_routed_experts = e;
-  cfg.num_experts_per_tok = k;
-  cfg.scoring = MoeScoring::softmax;
-  cfg.topk_method = MoeTopkMethod::greedy;
-  cfg.norm_topk_prob = true;
-  return cfg;
+  return {.n_routed_experts = e,
+          .num_experts_per_tok = k,
+          .scoring = MoeScoring::softmax,
+          .topk_method = MoeTopkMethod::greedy,
+          .norm_topk_prob = true};
 }
 
 TEST(MoeRoute, V3SigmoidBiasNoauxTc) {

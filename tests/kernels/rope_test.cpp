@@ -7,34 +7,14 @@
 #include <numbers>
 
 #include "tests/common/test_util.h"
+#include "tests/kernels/head_views.h"
 
 namespace r1kit::kernels {
 namespace {
 using testing::cpu_ctx;
+using testing::gather_heads;
+using testing::head_view;
 constexpr double kPi = std::numbers::pi;
-
-// A (T, H, D) view of columns [col, col + H·D) of a contiguous (T, C) tensor.
-TensorView row_view(const TensorView& base, int64_t col, int64_t heads, int64_t dim,
-                    std::string name) {
-  TensorView v = base;
-  v.data = static_cast<char*>(base.data) + col * static_cast<int64_t>(dtype_size(base.dtype));
-  v.ndim = 3;
-  v.shape = {base.shape[0], heads, dim, 0};
-  v.stride = {base.shape[1], dim, 1, 0};
-  v.name = std::move(name);
-  return v;
-}
-
-// Values of any (T, H, D) view in row-major order.
-std::vector<double> gather(const TensorView& v) {
-  std::vector<double> out;
-  for (int64_t t = 0; t < v.shape[0]; ++t)
-    for (int64_t h = 0; h < v.shape[1]; ++h)
-      for (int64_t d = 0; d < v.shape[2]; ++d)
-        out.push_back(load_as_double(v.data, v.dtype,
-                                     static_cast<size_t>(t * v.stride[0] + h * v.stride[1] + d)));
-  return out;
-}
 
 Tensor iota_positions(Context& ctx, int64_t n) {
   std::vector<double> p(static_cast<size_t>(n));
@@ -263,7 +243,7 @@ TEST(Rope, ForwardInPlaceOnStridedViewMatchesFormula) {
   for (RopeLayout layout : {RopeLayout::interleaved, RopeLayout::half_split}) {
     auto q = testing::random_tensor(ctx, {t, h * (dn + dr)}, DType::f64, rng, -1, 1, "q");
     const auto before = testing::to_double(q);
-    TensorView q_pe = row_view(q, dn, h, dr, "q_pe");
+    TensorView q_pe = head_view(q, dn, h, dr, "q_pe");
     q_pe.stride[1] = dn + dr;  // heads are (dn + dr) apart; the view starts at column dn
     rope_forward(q_pe, q_pe, cos, sin, positions, layout, ctx);
     const auto after = testing::to_double(q);
@@ -419,10 +399,10 @@ TEST(Rope, Bf16StridedInPlace) {
   auto positions = testing::tensor_from(ctx, {t}, DType::i32, {7, 2, 0, 5});
   auto q = testing::random_tensor(ctx, {t, h * (dn + dr)}, DType::bf16, rng, -2, 2, "q");
   const auto before = testing::to_double(q);
-  TensorView q_pe = row_view(q, dn, h, dr, "q_pe");
+  TensorView q_pe = head_view(q, dn, h, dr, "q_pe");
   q_pe.stride[1] = dn + dr;
   // Reference: the same values in f64 through f64 copies of the f32 tables.
-  auto ref_in = testing::tensor_from(ctx, {t, h, dr}, DType::f64, gather(q_pe));
+  auto ref_in = testing::tensor_from(ctx, {t, h, dr}, DType::f64, gather_heads(q_pe));
   auto cos64 = testing::tensor_from(ctx, {8, dr / 2}, DType::f64, testing::to_double(cos));
   auto sin64 = testing::tensor_from(ctx, {8, dr / 2}, DType::f64, testing::to_double(sin));
   auto ref = ctx.empty({t, h, dr}, DType::f64);
@@ -431,7 +411,7 @@ TEST(Rope, Bf16StridedInPlace) {
   const auto after = testing::to_double(q);
   for (int64_t r = 0; r < t * h; ++r)
     for (int64_t c = 0; c < dn; ++c) EXPECT_EQ(after[r * (dn + dr) + c], before[r * (dn + dr) + c]);
-  const auto got = gather(q_pe), want = testing::to_double(ref);
+  const auto got = gather_heads(q_pe), want = testing::to_double(ref);
   for (size_t i = 0; i < got.size(); ++i)  // bf16 rounding: relative 2^-8, plus f32 arithmetic
     EXPECT_NEAR(got[i], want[i], std::ldexp(1.0, -8) * std::fabs(want[i]) + 1e-6) << i;
 }
@@ -478,18 +458,18 @@ TEST(Rope, ValidationNamesOpAndShapes) {
       {"[rope]", "pos3", "(3)", "(4)"});
   // Non-unit last stride.
   auto wide = ctx.empty({4, 24}, DType::f32, "wide");
-  TensorView strided = row_view(wide, 0, 2, 6, "strided");
+  TensorView strided = head_view(wide, 0, 2, 6, "strided");
   strided.stride = {24, 12, 2, 0};
   testing::expect_error_contains(
       [&] { rope_forward(y, strided, cos, sin, pos_ok, RopeLayout::half_split, ctx); },
       {"[rope]", "strided", "unit stride"});
   // Partial overlap of output and input (in place must be the exact same view).
-  TensorView a = row_view(wide, 0, 2, 6, "a"), b = row_view(wide, 2, 2, 6, "b");
+  TensorView a = head_view(wide, 0, 2, 6, "a"), b = head_view(wide, 2, 2, 6, "b");
   testing::expect_error_contains(
       [&] { rope_forward(b, a, cos, sin, pos_ok, RopeLayout::half_split, ctx); },
       {"[rope]", "'b'", "overlap"});
   // Disjoint column bands of one buffer are fine.
-  TensorView c = row_view(wide, 12, 2, 6, "c");
+  TensorView c = head_view(wide, 12, 2, 6, "c");
   rope_forward(c, a, cos, sin, pos_ok, RopeLayout::half_split, ctx);
   // Precision mix.
   auto x64 = ctx.empty({4, 2, 6}, DType::f64, "x64");
