@@ -57,9 +57,11 @@ void inspect(const std::string& path, bool as_json, bool quiet) {
     std::cout << summary.dump() << "\n";
     return;
   }
-  std::cout << fmt::format("{}: {} tensors in {} shard(s), {} elements ({:.3f} B), {}\n",
-                           ckpt.source(), ckpt.size(), ckpt.num_shards(), total_elems,
-                           static_cast<double>(total_elems) / 1e9,
+  std::cout << fmt::format("{}: {} tensors in {} shard(s), {} elements{}, {}\n", ckpt.source(),
+                           ckpt.size(), ckpt.num_shards(), total_elems,
+                           total_elems >= 1000000
+                               ? fmt::format(" ({:.2f}M)", static_cast<double>(total_elems) / 1e6)
+                               : std::string(),
                            human_bytes(static_cast<double>(total_bytes)));
   for (const auto& [dt, v] : by_dtype)
     std::cout << fmt::format("  {:<8} {} elements, {}\n", dt, v.first,

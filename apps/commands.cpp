@@ -4,5 +4,6 @@
 namespace r1kit::apps {
 void register_all(CLI::App& app) {
   register_info(app);
+  register_inspect(app);
 }
 }  // namespace r1kit::apps
