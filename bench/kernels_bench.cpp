@@ -266,6 +266,13 @@ std::vector<Case> make_cases(bool quick) {
                     sample_forward(keep[1], keep[2], keep[0], keep[3], p, 7, ctx);
                   });
                 }});
+  const int64_t rnd = quick ? (1 << 22) : (1 << 28);
+  cs.push_back({"random_uniform", fmt::format("{}", rnd), 0, 4.0 * rnd,
+                [=](Context& ctx, std::vector<Tensor>& keep) {
+                  keep.push_back(ctx.empty({rnd}, f));
+                  return std::function<void()>(
+                      [&ctx, &keep] { random_uniform(keep[0], -1, 1, 3, 0, ctx); });
+                }});
   return cs;
 }
 
