@@ -297,9 +297,9 @@ Ceilings measure_ceilings(Context& ctx, bool quick) {
   ms = median_ms(
       ctx,
       [&] {
-        ctx.pool().parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
-          std::memcpy(dst.ptr<float>() + b, src.ptr<float>() + b,
-                      static_cast<size_t>(e - b) * sizeof(float));
+        ctx.pool().parallel_for(n, 1 << 16, [&](int64_t lo, int64_t hi) {
+          std::memcpy(dst.ptr<float>() + lo, src.ptr<float>() + lo,
+                      static_cast<size_t>(hi - lo) * sizeof(float));
         });
       },
       1, 5);
