@@ -5,6 +5,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <unistd.h>
+
 namespace r1kit::testing {
 
 Context& cpu_ctx() {
@@ -117,6 +119,20 @@ void expect_gradients_match(const std::function<double()>& loss,
     }
     EXPECT_EQ(failures, 0) << failures << " gradient mismatches for " << x.describe();
   }
+}
+
+ScratchDir::ScratchDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  path_ = std::filesystem::temp_directory_path() /
+          fmt::format("r1kit_{}_{}_{}", info ? info->test_suite_name() : "none",
+                      info ? info->name() : "none", ::getpid());
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;  // never throw from a destructor
+  std::filesystem::remove_all(path_, ec);
 }
 
 void expect_error_contains(const std::function<void()>& fn,

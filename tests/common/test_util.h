@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <string>
@@ -52,6 +53,21 @@ struct GradCheckOptions {
 void expect_gradients_match(const std::function<double()>& loss,
                             const std::vector<std::pair<TensorView, TensorView>>& input_and_grad,
                             const GradCheckOptions& opts = {});
+
+// A fresh directory per test (named after the suite, test and process), removed afterwards.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Runs `fn` and expects an r1kit::Error whose message contains every needle.
 void expect_error_contains(const std::function<void()>& fn,

@@ -15,21 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::expect_error_contains;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            fmt::format("r1kit_json_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using TempDir = testing::ScratchDir;
 
 TEST(Json, Utf8Validation) {
   const auto npos = std::string_view::npos;

@@ -25,22 +25,7 @@ constexpr DType kEveryDType[] = {DType::f64,     DType::f32,     DType::f16,    
                                  DType::u32,     DType::u16,     DType::u8,      DType::boolean};
 
 // A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            fmt::format("r1kit_st_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = testing::ScratchDir;
 
 std::vector<uint8_t> file_bytes(const std::string& path) {
   std::string s = read_file(path);
