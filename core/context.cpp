@@ -2,6 +2,7 @@
 #include "core/context.h"
 
 #include <cstring>
+#include <new>
 
 #include "core/cuda_check.h"
 
@@ -32,6 +33,12 @@ std::unique_ptr<Context> Context::cuda(const ContextOptions& opts) {
   c->device_alloc_ = std::make_unique<CudaCachingAllocator>(opts.device_index);
   c->alloc_ = c->device_alloc_.get();
   c->seed_ = opts.seed;
+  void* host = nullptr;
+  R1_CUDA_CHECK(cudaHostAlloc(&host, sizeof(DeviceErrorRecord), cudaHostAllocMapped));
+  c->dev_err_host_ = new (host) DeviceErrorRecord();
+  void* dev = nullptr;
+  R1_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host, 0));
+  c->dev_err_device_ = static_cast<DeviceErrorRecord*>(dev);
   return c;
 #else
   (void)opts;
@@ -47,11 +54,35 @@ std::unique_ptr<Context> Context::best_available(const ContextOptions& opts) {
 
 Context::~Context() {
 #if defined(R1KIT_WITH_CUDA)
-  if (stream_) {
-    cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
-    cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
-  }
+  if (stream_) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
 #endif
+  for (auto& b : backend_)
+    if (b.ptr && b.deleter) b.deleter(b.ptr);
+#if defined(R1KIT_WITH_CUDA)
+  if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+  if (dev_err_host_) cudaFreeHost(dev_err_host_);
+#endif
+}
+
+void Context::set_backend_state(BackendSlot s, void* p, void (*deleter)(void*)) {
+  auto& b = backend_[static_cast<int>(s)];
+  if (b.ptr && b.deleter) b.deleter(b.ptr);
+  b.ptr = p;
+  b.deleter = deleter;
+}
+
+void Context::check_device_errors() {
+  if (!dev_err_host_) return;
+  volatile DeviceErrorRecord* r = dev_err_host_;
+  if (r->flag == 0) return;
+  const char* what = r->what ? r->what : "[cuda] a kernel reported an error {} {} {}";
+  std::string msg = fmt::format(fmt::runtime(what), r->a, r->b, r->c);
+  r->what = nullptr;
+  r->a = 0;
+  r->b = 0;
+  r->c = 0;
+  r->flag = 0;
+  throw Error(msg);
 }
 
 Tensor Context::empty(const Shape& shape, DType dtype, std::string name) {
@@ -86,6 +117,7 @@ void Context::copy(const TensorView& dst, const TensorView& src) {
   R1_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDefault,
                                 static_cast<cudaStream_t>(stream_)));
   R1_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+  check_device_errors();
 #else
   R1_THROW("[copy] CUDA tensor in a build without CUDA");
 #endif
@@ -95,6 +127,7 @@ void Context::synchronize() {
 #if defined(R1KIT_WITH_CUDA)
   if (stream_) R1_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
 #endif
+  check_device_errors();
 }
 
 }  // namespace r1kit

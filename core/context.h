@@ -12,6 +12,22 @@
 
 namespace r1kit {
 
+// A data-dependent error found by a CUDA kernel (an id out of range, a NaN logit): kernels cannot
+// throw, so the first failing thread records it here and the host throws at the next
+// synchronisation point (Context::synchronize, a copy to the host). `what` is a host string literal
+// with up to three "{}" placeholders for a, b, c, e.g. "[embedding] id {} at position {} is outside
+// [0, {})"; the kernel receives the pointer as an opaque value and stores it back.
+struct DeviceErrorRecord {
+  int32_t flag = 0;  // 0: no error; set once by atomicCAS
+  int32_t pad = 0;
+  const char* what = nullptr;
+  int64_t a = 0, b = 0, c = 0;
+};
+
+// Per-context state a backend creates on first use (the cuBLASLt handle and its workspace) and
+// that dies with the context: one slot per kind, no globals.
+enum class BackendSlot : int { blas = 0, kCount };
+
 struct ContextOptions {
   int threads = 0;    // CPU worker threads; 0 = hardware concurrency
   uint64_t seed = 0;  // Philox key for everything random in this context
@@ -47,8 +63,20 @@ class Context {
   Tensor zeros(const Shape& shape, DType dtype, std::string name = "");
   // Copies a tensor's bytes to/from host memory (any device); shapes and dtypes must match.
   void copy(const TensorView& dst, const TensorView& src);
-  // Waits for all work queued on the stream (no-op on CPU).
+  // Waits for all work queued on the stream (no-op on CPU), then throws the first data-dependent
+  // error a kernel recorded since the last check (DeviceErrorRecord).
   void synchronize();
+
+  // Device pointer to this context's error record (CUDA contexts; nullptr on CPU). Kernels that
+  // validate data on the device write the first failure there.
+  DeviceErrorRecord* device_error_record() const { return dev_err_device_; }
+  // Throws (and clears) a recorded device error. Call only after the stream is synchronised.
+  void check_device_errors();
+
+  // Backend state: nullptr until set. set_backend_state takes ownership (deleter runs in the
+  // destructor after the stream is drained, before the allocator goes).
+  void* backend_state(BackendSlot s) const { return backend_[static_cast<int>(s)].ptr; }
+  void set_backend_state(BackendSlot s, void* p, void (*deleter)(void*));
 
  private:
   Context() = default;
@@ -59,6 +87,13 @@ class Context {
   CpuAllocator host_alloc_;
   Allocator* alloc_ = nullptr;
   uint64_t seed_ = 0;
+  DeviceErrorRecord* dev_err_host_ = nullptr;    // mapped pinned memory (CUDA contexts)
+  DeviceErrorRecord* dev_err_device_ = nullptr;  // the same record as the device sees it
+  struct BackendState {
+    void* ptr = nullptr;
+    void (*deleter)(void*) = nullptr;
+  };
+  BackendState backend_[static_cast<int>(BackendSlot::kCount)];
 };
 
 }  // namespace r1kit
