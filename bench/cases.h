@@ -53,5 +53,6 @@ void add_attention_cases(std::vector<Case>& cs, const BenchConfig& cfg);
 void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg);
 void add_moe_sampling_cases(std::vector<Case>& cs, const BenchConfig& cfg);
 void add_pointwise_cases(std::vector<Case>& cs, const BenchConfig& cfg);
+void add_optim_cases(std::vector<Case>& cs, const BenchConfig& cfg);
 
 }  // namespace r1kit::bench

@@ -35,6 +35,7 @@ std::vector<Case> make_cases(const BenchConfig& cfg) {
   std::vector<Case> cs;
   add_gemm_cases(cs, cfg);
   add_pointwise_cases(cs, cfg);
+  add_optim_cases(cs, cfg);
   add_loss_cases(cs, cfg);
   add_attention_cases(cs, cfg);
   add_moe_sampling_cases(cs, cfg);

@@ -1,7 +1,5 @@
-// Memory-bound cases: rmsnorm, swiglu, embedding, rope, AdamW, random.
+// Memory-bound cases: rmsnorm, swiglu, rope, elementwise, random.
 #include "bench/cases.h"
-#include "kernels/adamw.h"
-#include "kernels/embedding.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -35,15 +33,6 @@ void add_pointwise_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
                   return std::function<void()>(
                       [&ctx, &keep] { swiglu_forward(keep[2], keep[0], keep[1], ctx); });
                 }});
-  const int64_t vocab = cfg.quick ? 4096 : 32768;
-  cs.push_back({"embedding_forward", fmt::format("{}x{}", n, c), 0, dsize(f) * 2 * n * c + 4.0 * n,
-                [=](Context& ctx, std::vector<Tensor>& keep) {
-                  keep.push_back(rand(ctx, {vocab, c}, f, 9));
-                  keep.push_back(ids(ctx, {n}, static_cast<int>(vocab)));
-                  keep.push_back(ctx.empty({n, c}, f));
-                  return std::function<void()>(
-                      [&ctx, &keep] { embedding_forward(keep[2], keep[1], keep[0], ctx); });
-                }});
   // RoPE over (T, H, 64) in the interleaved layout MLA uses.
   const int64_t t = cfg.quick ? 256 : (big ? 16384 : 2048),
                 heads = cfg.quick ? 8 : (big ? 128 : 16);
@@ -66,21 +55,6 @@ void add_pointwise_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
                                  RopeLayout::interleaved, ctx);
                   });
                 }});
-  // AdamW over fp32 master weights and state with f32 gradients and the bf16 working copy.
-  const int64_t an = cfg.quick ? (1 << 20) : (big ? (1 << 28) : (1 << 24));
-  cs.push_back({"adamw_update", fmt::format("{}", an), 12.0 * an, 4.0 * 7 * an + 2.0 * an,
-                [=](Context& ctx, std::vector<Tensor>& keep) {
-                  keep.push_back(rand(ctx, {an}, DType::f32, 22));
-                  keep.push_back(rand(ctx, {an}, DType::f32, 23));
-                  keep.push_back(ctx.zeros({an}, DType::f32));
-                  keep.push_back(ctx.zeros({an}, DType::f32));
-                  keep.push_back(ctx.empty({an}, DType::bf16));
-                  return std::function<void()>([&ctx, &keep] {
-                    AdamWParams hp;
-                    adamw_update(keep[0], keep[1], keep[2], keep[3], keep[4], hp, ctx);
-                  });
-                },
-                "f32"});
   const int64_t rnd = cfg.quick ? (1 << 22) : (1 << 28);
   cs.push_back({"random_uniform", fmt::format("{}", rnd), 0, 4.0 * rnd,
                 [=](Context& ctx, std::vector<Tensor>& keep) {

@@ -1,0 +1,42 @@
+// Embedding lookup, AdamW and gradient-norm cases.
+#include "bench/cases.h"
+#include "kernels/adamw.h"
+#include "kernels/embedding.h"
+
+#include <fmt/format.h>
+
+namespace r1kit::bench {
+using namespace r1kit::kernels;
+
+void add_optim_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
+  const DType f = cfg.dtype;
+  const bool big = cfg.cuda && !cfg.quick;
+  const int64_t n = cfg.quick ? 512 : (big ? 16384 : 4096),
+                c = cfg.quick ? 256 : (big ? 7168 : 1024);
+  const int64_t vocab = cfg.quick ? 4096 : 32768;
+  cs.push_back({"embedding_forward", fmt::format("{}x{}", n, c), 0, dsize(f) * 2 * n * c + 4.0 * n,
+                [=](Context& ctx, std::vector<Tensor>& keep) {
+                  keep.push_back(rand(ctx, {vocab, c}, f, 9));
+                  keep.push_back(ids(ctx, {n}, static_cast<int>(vocab)));
+                  keep.push_back(ctx.empty({n, c}, f));
+                  return std::function<void()>(
+                      [&ctx, &keep] { embedding_forward(keep[2], keep[1], keep[0], ctx); });
+                }});
+  // AdamW over fp32 master weights and state with f32 gradients and the bf16 working copy.
+  const int64_t an = cfg.quick ? (1 << 20) : (big ? (1 << 28) : (1 << 24));
+  cs.push_back({"adamw_update", fmt::format("{}", an), 12.0 * an, 4.0 * 7 * an + 2.0 * an,
+                [=](Context& ctx, std::vector<Tensor>& keep) {
+                  keep.push_back(rand(ctx, {an}, DType::f32, 22));
+                  keep.push_back(rand(ctx, {an}, DType::f32, 23));
+                  keep.push_back(ctx.zeros({an}, DType::f32));
+                  keep.push_back(ctx.zeros({an}, DType::f32));
+                  keep.push_back(ctx.empty({an}, DType::bf16));
+                  return std::function<void()>([&ctx, &keep] {
+                    AdamWParams hp;
+                    adamw_update(keep[0], keep[1], keep[2], keep[3], keep[4], hp, ctx);
+                  });
+                },
+                "f32"});
+}
+
+}  // namespace r1kit::bench
