@@ -1,40 +1,108 @@
 #!/usr/bin/env bash
-# One call on an offline GPU host: configure for the host's GPU, build, run the GPU-labelled tests
-# (and the CPU suite as a cross-check), run the kernel benchmarks on CPU and GPU, and write logs
-# and JSON results into RESULTS_DIR.
-# Usage: scripts/gpu-check.sh RESULTS_DIR [CUDA_ARCHITECTURES (default 90a)]
-# Needs: cmake, ninja or make, nvcc, and the -dev packages scripts/setup.sh lists (no network).
+# One call on an offline GPU host: install RE2 from local Debian package files when the host lacks
+# it, configure for the host's GPU, build, run the GPU-labelled tests (and, unless --gpu-only, the
+# CPU suite as a cross-check), run the kernel and GEMM benchmarks, and write logs and JSON results
+# into RESULTS_DIR (at most 8 files, so a results folder can be shipped back whole).
+#
+# Usage: scripts/gpu-check.sh [--gpu-only] [--filter GTEST_FILTER] [--no-bench] RESULTS_DIR [ARCH]
+#   ARCH: CMAKE_CUDA_ARCHITECTURES (default 90a: the H200's Hopper target)
+#   --gpu-only  skip the CPU test suite and the CPU benchmark (saves device time)
+#   --filter F  run only GPU tests whose ctest name matches the regex F
+#   --no-bench  tests only
+# Environment: R1KIT_DEBS, a folder of .deb files (default .debs/, filled by
+#   scripts/fetch-gpu-debs.sh on a machine with network): unpacked with dpkg -x into the build folder
+#   when the host has no RE2 headers, and put on the compiler/CMake search paths.
+# Results: summary.txt (machine, versions, test totals), build.log, gpu_tests.log, gpu_tests.xml
+#   (JUnit), cpu_tests.log, bench_cuda.jsonl, bench_gemm.jsonl, bench_cpu.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${1:?usage: scripts/gpu-check.sh RESULTS_DIR [CUDA_ARCHITECTURES]}"
+
+gpu_only=0
+bench=1
+filter=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --gpu-only) gpu_only=1 ;;
+    --no-bench) bench=0 ;;
+    --filter) filter="$2"; shift ;;
+    -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
+out="${1:?usage: scripts/gpu-check.sh [--gpu-only] [--filter F] [--no-bench] RESULTS_DIR [ARCH]}"
 arch="${2:-90a}"
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 build=build-gpu
 jobs=$(nproc 2>/dev/null || echo 8)
 gen=(-G Ninja)
 command -v ninja >/dev/null || gen=()
-
+summary="$out/summary.txt"
 status=0
+
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  echo "== machine"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader || true
   nvcc --version | tail -1
-} > "$out/machine.txt" 2>&1
+  cmake --version | head -1
+  echo "cores: $jobs"
+} > "$summary" 2>&1
 
+# --- RE2 from local .deb files when the host has none -------------------------------------------
+extra=()
+if [ ! -f /usr/include/re2/re2.h ]; then
+  debs="${R1KIT_DEBS:-.debs}"
+  if ls "$debs"/libre2*.deb >/dev/null 2>&1; then
+    root="$PWD/$build/deps-root"
+    mkdir -p "$root"
+    for f in "$debs"/*.deb; do dpkg -x "$f" "$root"; done
+    libdir="$root/usr/lib/x86_64-linux-gnu"
+    export CPATH="$root/usr/include${CPATH:+:$CPATH}"
+    export LIBRARY_PATH="$libdir${LIBRARY_PATH:+:$LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    extra+=(-DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_LIBRARY_PATH="$libdir")
+    echo "RE2: unpacked $(ls "$debs"/*.deb | xargs -n1 basename | tr '\n' ' ')into $root" >> "$summary"
+    [ -f "$root/usr/include/re2/re2.h" ] || { echo "gpu-check: RE2 headers missing after unpacking $debs" | tee -a "$summary"; exit 1; }
+  else
+    echo "gpu-check: the host has no RE2 and $debs holds no libre2*.deb (run scripts/fetch-gpu-debs.sh where there is network)" | tee -a "$summary"
+    exit 1
+  fi
+else
+  echo "RE2: host package" >> "$summary"
+fi
+
+# --- configure and build ------------------------------------------------------------------------
 if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DR1KIT_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$out/configure.log" 2>&1; then
-  echo "gpu-check: configure failed (see configure.log)"; tail -20 "$out/configure.log"; exit 1
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" "${extra[@]}" > "$out/build.log" 2>&1; then
+  echo "gpu-check: configure failed (see build.log)"; tail -20 "$out/build.log"; exit 1
 fi
-if ! cmake --build "$build" -j "$jobs" > "$out/build.log" 2>&1; then
-  echo "gpu-check: build failed (see build.log)"; grep -E 'error' "$out/build.log" | head -20; exit 1
+t0=$(date +%s)
+if ! cmake --build "$build" -j "$jobs" >> "$out/build.log" 2>&1; then
+  echo "gpu-check: build failed (see build.log)"; grep -E 'error|FAILED' "$out/build.log" | head -30; exit 1
 fi
-"$build/apps/r1kit" info | tee "$out/info.txt"
+echo "build: $(( $(date +%s) - t0 )) s" >> "$summary"
+"$build/apps/r1kit" info >> "$summary" 2>&1
 
-ctest --test-dir "$build" -L gpu --output-on-failure > "$out/gpu_tests.log" 2>&1 || status=1
-tail -4 "$out/gpu_tests.log"
-ctest --test-dir "$build" -L cpu -j "$jobs" --output-on-failure > "$out/cpu_tests.log" 2>&1 || status=1
-tail -3 "$out/cpu_tests.log"
+# --- tests ----------------------------------------------------------------------------------------
+ctest_filter=()
+[ -n "$filter" ] && ctest_filter=(-R "$filter")
+ctest --test-dir "$build" -L gpu "${ctest_filter[@]}" --output-on-failure --timeout 600 \
+  --output-junit "$out/gpu_tests.xml" > "$out/gpu_tests.log" 2>&1 || status=1
+{ echo "== gpu tests"; grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Exception" "$out/gpu_tests.log" | head -60; } >> "$summary"
+if [ "$gpu_only" = 0 ]; then
+  ctest --test-dir "$build" -L cpu -j "$jobs" --output-on-failure > "$out/cpu_tests.log" 2>&1 || status=1
+  { echo "== cpu tests"; grep -E "tests passed|tests failed|\(Failed\)" "$out/cpu_tests.log" | head -20; } >> "$summary"
+fi
 
-"$build/bench/kernels_bench" --device cpu > "$out/bench_cpu.jsonl" 2> "$out/bench_cpu.err" || status=1
-"$build/bench/kernels_bench" --device cuda > "$out/bench_cuda.jsonl" 2> "$out/bench_cuda.err" || status=1
-echo "gpu-check: results in $out (status $status)"
+# --- benchmarks ---------------------------------------------------------------------------------
+if [ "$bench" = 1 ]; then
+  "$build/bench/kernels_bench" --device cuda > "$out/bench_cuda.jsonl" 2>> "$summary" || status=1
+  "$build/bench/gemm_bench" > "$out/bench_gemm.jsonl" 2>> "$summary" || status=1
+  if [ "$gpu_only" = 0 ]; then
+    "$build/bench/kernels_bench" --device cpu > "$out/bench_cpu.jsonl" 2>> "$summary" || status=1
+  fi
+fi
+echo "gpu-check: results in $out (status $status)" | tee -a "$summary"
+tail -40 "$summary"
 exit $status

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Downloads the Debian packages an offline GPU host may lack (RE2 today) into .debs/ (ignored by
+# git), for scripts/gpu-check.sh to unpack there with dpkg -x. Run on a Debian machine with network.
+# Usage: scripts/fetch-gpu-debs.sh [DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir="${1:-.debs}"
+mkdir -p "$dir"
+cd "$dir"
+apt-get download libre2-9 libre2-dev
+ls -1 "$PWD"/*.deb
