@@ -1,5 +1,4 @@
-// CUDA entry points for the global gradient norm until kernels/cuda/grad_norm.cu exists (the CUDA
-// backend issue).
+// CUDA entry points of kernels/grad_norm.h in a build without CUDA.
 #include "kernels/grad_norm.h"
 
 namespace r1kit::kernels::cuda {

@@ -1,4 +1,4 @@
-// CUDA entry points for embedding until kernels/cuda/embedding.cu exists (the CUDA backend issue).
+// CUDA entry points of kernels/embedding.h in a build without CUDA.
 #include "kernels/embedding.h"
 
 namespace r1kit::kernels::cuda {

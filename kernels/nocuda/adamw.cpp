@@ -1,4 +1,4 @@
-// CUDA entry point for AdamW until kernels/cuda/adamw.cu exists (the CUDA backend issue).
+// CUDA entry points of kernels/adamw.h in a build without CUDA.
 #include "kernels/adamw.h"
 
 namespace r1kit::kernels::cuda {
