@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "kernels/cuda/attention_entry.cuh"
+
 namespace r1kit::kernels {
 namespace {
 
@@ -37,8 +39,9 @@ void check_lse(const OpCheck& c, const TensorView& lse, const Dims& d) {
 }
 
 // Offsets of packed sequences: cu[0] = 0, cu[b] <= cu[b+1], cu[B] = T. Read on the host (a copy of
-// B+1 ints on a GPU context; the CUDA kernels need the lengths on the host anyway).
-void check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Context& ctx) {
+// B+1 ints on a GPU context; the CUDA kernels need the lengths on the host anyway, so the copy is
+// returned and handed to them; undefined when cu_seqlens is already on the host).
+Tensor check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Context& ctx) {
   c.int_arg(cu, "cu_seqlens");
   c.ndim(cu, 1, "cu_seqlens");
   c.require(cu.shape[0] >= 1, fmt::format("cu_seqlens {} needs B+1 >= 1 offsets", cu.describe()));
@@ -60,6 +63,12 @@ void check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Context
   c.require(p[n - 1] == t, fmt::format("cu_seqlens {} must end at T = {} (rows of q); "
                                        "cu_seqlens[{}] = {}",
                                        cu.describe(), t, n - 1, p[n - 1]));
+  return host;
+}
+
+// The host offsets: the copy check_cu_seqlens made, or cu_seqlens itself when it is on the host.
+const int32_t* host_offsets(const Tensor& copy, const TensorView& cu) {
+  return copy.defined() ? copy.ptr<int32_t>() : cu.ptr<int32_t>();
 }
 
 }  // namespace
@@ -75,8 +84,10 @@ void attention_forward(const TensorView& out, const TensorView& lse, const Tenso
   check_lse(c, lse, d);
   c.same_precision({{&out, "out"}, {&lse, "lse"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
   c.outputs_distinct({{&out, "out"}, {&lse, "lse"}}, {{&q, "q"}, {&k, "k"}, {&v, "v"}});
-  check_cu_seqlens(c, cu_seqlens, d.t, ctx);
-  if (ctx.is_cuda()) return cuda::attention_forward(out, lse, q, k, v, cu_seqlens, scale, ctx);
+  const Tensor cu_host = check_cu_seqlens(c, cu_seqlens, d.t, ctx);
+  if (ctx.is_cuda())
+    return cuda::attention_forward(out, lse, q, k, v, cu_seqlens, host_offsets(cu_host, cu_seqlens),
+                                   scale, ctx);
   cpu::attention_forward(out, lse, q, k, v, cu_seqlens, scale, ctx);
 }
 
@@ -110,9 +121,10 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
   c.outputs_distinct(
       {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}},
       {{&dout, "dout"}, {&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"}});
-  check_cu_seqlens(c, cu_seqlens, d.t, ctx);
+  const Tensor cu_host = check_cu_seqlens(c, cu_seqlens, d.t, ctx);
   if (ctx.is_cuda())
-    return cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, scale, ctx);
+    return cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens,
+                                    host_offsets(cu_host, cu_seqlens), scale, ctx);
   cpu::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, scale, ctx);
 }
 
