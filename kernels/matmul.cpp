@@ -62,6 +62,57 @@ std::tuple<int64_t, int64_t, int64_t> check_linear(const OpCheck& ck, NamedView 
   return {n, ch, oc};
 }
 
+// x (M, C), w (E, OC, C) and y (M, OC), the output or its gradient; returns (M, C, E, OC).
+std::tuple<int64_t, int64_t, int64_t, int64_t> check_grouped(const OpCheck& ck, NamedView y,
+                                                             const TensorView& x,
+                                                             const TensorView& w) {
+  for (auto [v, role] : {y, {&x, "x"}, {&w, "w"}}) ck.float_arg(*v, role);
+  ck.ndim(x, 2, "x");
+  ck.ndim(w, 3, "w");
+  const int64_t m = x.shape[0], ch = x.shape[1], e = w.shape[0], oc = w.shape[1];
+  ck.require(w.shape[2] == ch, fmt::format("w {} (E, OC, C) must have C = {} columns to match x {}",
+                                           w.describe(), ch, x.describe()));
+  ck.shape(*y.first, {m, oc}, y.second);
+  ck.same_precision({y, {&x, "x"}, {&w, "w"}});
+  return {m, ch, e, oc};
+}
+
+// expert_offsets: i32 (E+1) on the host or on the context's device, with
+// 0 = off[0] <= off[1] <= ... <= off[E] = M. Returns a host view of the values: the tensor itself,
+// or its copy in `host` when it lives on the device (the copy synchronises the stream).
+TensorView host_offsets(const OpCheck& ck, Context& ctx, const TensorView& off, int64_t e,
+                        int64_t m, Tensor& host) {
+  ck.dtype(off, DType::i32, "expert_offsets");
+  ck.ndim(off, 1, "expert_offsets");
+  ck.contiguous(off, "expert_offsets");
+  ck.shape(off, {e + 1}, "expert_offsets");
+  if (!off.device.is_cpu() && !(off.device == ctx.device()))
+    ck.fail(fmt::format("expert_offsets {} must be on the host or on the context's device {}",
+                        off.describe(), ctx.device().str()));
+  if (off.data == nullptr) ck.fail(fmt::format("expert_offsets {} has no storage", off.describe()));
+  TensorView h = off;
+  if (!off.device.is_cpu()) {
+    host = Tensor(off.dims(), DType::i32, ctx.host_allocator(), off.name);
+    ctx.copy(host, off);
+    h = host.view();
+  }
+  const int32_t* p = h.ptr<int32_t>();
+  if (p[0] != 0)
+    ck.fail(fmt::format("expert_offsets {} must start at 0, got offsets[0] = {}", off.describe(),
+                        p[0]));
+  for (int64_t i = 0; i < e; ++i)
+    if (p[i + 1] < p[i])
+      ck.fail(
+          fmt::format("expert_offsets {} must be non-decreasing: offsets[{}] = {} > "
+                      "offsets[{}] = {}",
+                      off.describe(), i, p[i], i + 1, p[i + 1]));
+  if (p[e] != m)
+    ck.fail(
+        fmt::format("expert_offsets {} must end at M = {} (the rows of x), got offsets[{}] = {}",
+                    off.describe(), m, e, p[e]));
+  return h;
+}
+
 }  // namespace
 
 void matmul_forward(const TensorView& c, const TensorView& a, const TensorView& b,
@@ -126,6 +177,39 @@ void linear_backward(const TensorView& dx, const TensorView& dw, const TensorVie
                       {{&dy, "dy"}, {&x, "x"}, {&w, "w"}});
   if (ctx.is_cuda()) return cuda::linear_backward(dx, dw, dbias, dy, x, w, dx_write, ctx);
   cpu::linear_backward(dx, dw, dbias, dy, x, w, dx_write, ctx);
+}
+
+void grouped_linear_forward(const TensorView& y, const TensorView& x, const TensorView& w,
+                            const TensorView& expert_offsets, Context& ctx) {
+  OpCheck ck("grouped_linear", ctx);
+  const auto [m, ch, e, oc] = check_grouped(ck, {&y, "y"}, x, w);
+  ck.outputs_distinct({{&y, "y"}}, {{&x, "x"}, {&w, "w"}});
+  Tensor host;
+  const TensorView off = host_offsets(ck, ctx, expert_offsets, e, m, host);
+  if (ctx.is_cuda()) return cuda::grouped_linear_forward(y, x, w, off, ctx);
+  cpu::grouped_linear_forward(y, x, w, off, ctx);
+}
+
+void grouped_linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dy,
+                             const TensorView& x, const TensorView& w,
+                             const TensorView& expert_offsets, Context& ctx) {
+  OpCheck ck("grouped_linear_backward", ctx);
+  const auto [m, ch, e, oc] = check_grouped(ck, {&dy, "dy"}, x, w);
+  if (dx.defined()) {
+    ck.float_arg(dx, "dx");
+    ck.shape(dx, {m, ch}, "dx");
+    ck.same_precision({{&dx, "dx"}, {&dy, "dy"}});
+  }
+  if (dw.defined()) {
+    ck.float_arg(dw, "dw");
+    ck.shape(dw, {e, oc, ch}, "dw");
+    ck.same_precision({{&dw, "dw"}, {&dy, "dy"}});
+  }
+  ck.outputs_distinct({{&dx, "dx"}, {&dw, "dw"}}, {{&dy, "dy"}, {&x, "x"}, {&w, "w"}});
+  Tensor host;
+  const TensorView off = host_offsets(ck, ctx, expert_offsets, e, m, host);
+  if (ctx.is_cuda()) return cuda::grouped_linear_backward(dx, dw, dy, x, w, off, ctx);
+  cpu::grouped_linear_backward(dx, dw, dy, x, w, off, ctx);
 }
 
 }  // namespace r1kit::kernels

@@ -1,6 +1,8 @@
 // Matrix products: the general GEMM  C = alpha·op(A)·op(B) + beta·C  (2-D, or batched 3-D with the
-// batch dim first) and the linear layer in the Hugging Face weight layout,  y = x·Wᵀ + b.
-// CPU: OpenBLAS sgemm/dgemm (bf16/f16 inputs upcast to f32); CUDA: cuBLAS(Lt) later.
+// batch dim first), the linear layer in the Hugging Face weight layout,  y = x·Wᵀ + b, and the
+// grouped linear of MoE experts (one weight per expert over its block of rows).
+// CPU: OpenBLAS sgemm/dgemm (bf16/f16 inputs upcast to f32). CUDA: cuBLASLt, fp32 accumulation
+// for bf16/f16/f32 (true fp32, no TF32) and fp64 for f64 (kernels/cuda/matmul.cu).
 #pragma once
 
 #include "core/context.h"
@@ -44,6 +46,30 @@ void linear_backward(const TensorView& dx, const TensorView& dw, const TensorVie
                      const TensorView& dy, const TensorView& x, const TensorView& w,
                      GradWrite dx_write, Context& ctx);
 
+// Grouped linear (MoE experts, HF layout per expert). The rows of x are already grouped by expert
+// (the x_perm output of moe_permute): rows [off[e], off[e+1]) belong to expert e and use w[e]:
+//   y[r] = x[r] · w[e]ᵀ   for off[e] <= r < off[e+1].
+// x (M, C); w (E, OC, C); y (M, OC) overwritten; expert_offsets (E+1) i32 prefix sums with
+// off[0] = 0 <= off[1] <= ... <= off[E] = M (empty experts allowed). y must not overlap x or w.
+// expert_offsets may be a host tensor even on a CUDA context: the host needs the group sizes to
+// launch one GEMM per expert. A device tensor (moe_permute's output on CUDA) is copied to the host
+// first, which synchronises the context's stream; to avoid one sync per call, copy it to the host
+// once per MoE layer and pass that copy to every grouped call of the layer (forward and backward).
+// The offsets are checked (start 0, non-decreasing, end M) on the host in either case.
+void grouped_linear_forward(const TensorView& y, const TensorView& x, const TensorView& w,
+                            const TensorView& expert_offsets, Context& ctx);
+
+// Gradients of grouped_linear_forward. Gradient write rule: parameter gradients accumulate (+=),
+// activation gradients overwrite (=), except the residual stream, which accumulates:
+//   dx (M, C) overwrite (=):   dx[r] = dy[r] · w[e]
+//   dw (E, OC, C) += :         dw[e] += Σ_{r in expert e} dy[r]ᵀ · x[r]   (unchanged for empty e)
+// dy (M, OC). dx or dw may be an empty TensorView{} to skip it. expert_offsets as in the forward.
+void grouped_linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dy,
+                             const TensorView& x, const TensorView& w,
+                             const TensorView& expert_offsets, Context& ctx);
+
+// Backends of the grouped linear receive expert_offsets as a host tensor (the front-end copies a
+// device tensor to the host and validates the values).
 namespace cpu {
 void matmul_forward(const TensorView& c, const TensorView& a, const TensorView& b,
                     const MatmulOptions& opts, Context& ctx);
@@ -55,6 +81,11 @@ void linear_forward(const TensorView& y, const TensorView& x, const TensorView& 
 void linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dbias,
                      const TensorView& dy, const TensorView& x, const TensorView& w,
                      GradWrite dx_write, Context& ctx);
+void grouped_linear_forward(const TensorView& y, const TensorView& x, const TensorView& w,
+                            const TensorView& expert_offsets, Context& ctx);
+void grouped_linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dy,
+                             const TensorView& x, const TensorView& w,
+                             const TensorView& expert_offsets, Context& ctx);
 }  // namespace cpu
 namespace cuda {
 void matmul_forward(const TensorView& c, const TensorView& a, const TensorView& b,
@@ -67,6 +98,11 @@ void linear_forward(const TensorView& y, const TensorView& x, const TensorView& 
 void linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dbias,
                      const TensorView& dy, const TensorView& x, const TensorView& w,
                      GradWrite dx_write, Context& ctx);
+void grouped_linear_forward(const TensorView& y, const TensorView& x, const TensorView& w,
+                            const TensorView& expert_offsets, Context& ctx);
+void grouped_linear_backward(const TensorView& dx, const TensorView& dw, const TensorView& dy,
+                             const TensorView& x, const TensorView& w,
+                             const TensorView& expert_offsets, Context& ctx);
 }  // namespace cuda
 
 }  // namespace r1kit::kernels

@@ -1,5 +1,6 @@
-// Matmul and linear CPU reference: every product is one row-major OpenBLAS sgemm/dgemm call per
-// batch entry (OpenBLAS threads itself); bf16/f16 operands are upcast to f32 first (CpuUpcast).
+// Matmul, linear and grouped-linear CPU reference: every product is one row-major OpenBLAS
+// sgemm/dgemm call per batch entry or expert (OpenBLAS threads itself); bf16/f16 operands are
+// upcast to f32 first (CpuUpcast).
 #include "kernels/matmul.h"
 
 #include <cblas.h>
@@ -167,6 +168,51 @@ void linear_backward(const TensorView& dx_, const TensorView& dw_, const TensorV
           dbp[o] = static_cast<T>(dbp[o] + s);
         }
       });
+    }
+  });
+  up.finish();
+}
+
+void grouped_linear_forward(const TensorView& y_, const TensorView& x_, const TensorView& w_,
+                            const TensorView& expert_offsets, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView x = up.in(x_), w = up.in(w_), y = up.out(y_);
+  const int64_t ch = x.shape[1], e = w.shape[0], oc = w.shape[1];
+  const int32_t* off = expert_offsets.ptr<int32_t>();
+  dispatch_float(y.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    // y_e (m_e, OC) = x_e (m_e, C) · w_eᵀ for the rows of expert e.
+    for (int64_t g = 0; g < e; ++g) {
+      const int64_t r0 = off[g], rows = off[g + 1] - off[g];
+      gemm<T>(false, true, rows, oc, ch, 1.0, x.ptr<T>() + r0 * ch, w.ptr<T>() + g * oc * ch, 0.0,
+              y.ptr<T>() + r0 * oc);
+    }
+  });
+  up.finish();
+}
+
+void grouped_linear_backward(const TensorView& dx_, const TensorView& dw_, const TensorView& dy_,
+                             const TensorView& x_, const TensorView& w_,
+                             const TensorView& expert_offsets, Context& ctx) {
+  CpuUpcast up(ctx);
+  TensorView x = up.in(x_), w = up.in(w_), dy = up.in(dy_);
+  // Absent gradients (TensorView{}) pass through CpuUpcast as they are.
+  TensorView dx = up.out(dx_), dw = up.inout(dw_);
+  const int64_t ch = x.shape[1], e = w.shape[0], oc = w.shape[1];
+  const int32_t* off = expert_offsets.ptr<int32_t>();
+  dispatch_float(dy.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t g = 0; g < e; ++g) {
+      const int64_t r0 = off[g], rows = off[g + 1] - off[g];
+      const T* dyg = dy.ptr<T>() + r0 * oc;
+      const T* wg = w.ptr<T>() + g * oc * ch;
+      // dx_e (m_e, C) = dy_e (m_e, OC) · w_e (OC, C)
+      if (dx.defined())
+        gemm<T>(false, false, rows, ch, oc, 1.0, dyg, wg, 0.0, dx.ptr<T>() + r0 * ch);
+      // dw_e (OC, C) += dy_eᵀ (OC, m_e) · x_e (m_e, C); nothing to add for an empty expert.
+      if (dw.defined() && rows > 0)
+        gemm<T>(true, false, oc, ch, rows, 1.0, dyg, x.ptr<T>() + r0 * ch, 1.0,
+                dw.ptr<T>() + g * oc * ch);
     }
   });
   up.finish();

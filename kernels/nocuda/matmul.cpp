@@ -1,4 +1,4 @@
-// CUDA entry points for matmul and linear until kernels/cuda/matmul.cu (cuBLAS/cuBLASLt) exists.
+// CUDA entry points of kernels/matmul.h in a build without CUDA.
 #include "kernels/matmul.h"
 
 namespace r1kit::kernels::cuda {
@@ -17,5 +17,13 @@ void linear_forward(const TensorView&, const TensorView&, const TensorView&, con
 void linear_backward(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
                      const TensorView&, const TensorView&, GradWrite, Context&) {
   throw_no_cuda("linear_backward");
+}
+void grouped_linear_forward(const TensorView&, const TensorView&, const TensorView&,
+                            const TensorView&, Context&) {
+  throw_no_cuda("grouped_linear");
+}
+void grouped_linear_backward(const TensorView&, const TensorView&, const TensorView&,
+                             const TensorView&, const TensorView&, const TensorView&, Context&) {
+  throw_no_cuda("grouped_linear_backward");
 }
 }  // namespace r1kit::kernels::cuda
