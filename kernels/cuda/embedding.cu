@@ -53,7 +53,20 @@ __global__ void embed_copy_kernel(U* __restrict__ out, const int32_t* __restrict
       continue;
     }
     const U* src = table + static_cast<int64_t>(id) * units;
-    for (int64_t j = threadIdx.x; j < units; j += blockDim.x) dst[j] = src[j];
+    // Four loads in flight per thread before their stores.
+    for (int64_t j0 = threadIdx.x; j0 < units; j0 += 4 * static_cast<int64_t>(blockDim.x)) {
+      U tmp[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int64_t j = j0 + u * static_cast<int64_t>(blockDim.x);
+        if (j < units) tmp[u] = src[j];
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int64_t j = j0 + u * static_cast<int64_t>(blockDim.x);
+        if (j < units) dst[j] = tmp[u];
+      }
+    }
   }
 }
 

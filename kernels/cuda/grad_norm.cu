@@ -70,6 +70,7 @@ __device__ double chunk_sum_squares(const T* p, int64_t len, bool vec) {
   if (vec) {
     constexpr int K = kPack<T>;
     const int64_t packs = len / K;
+#pragma unroll 4
     for (int64_t q = threadIdx.x; q < packs; q += blockDim.x) {
       const Pack<T> pk = load_pack_stream(p + q * K);
 #pragma unroll
@@ -134,6 +135,7 @@ __device__ void chunk_scale(T* p, int64_t len, bool vec, double coef) {
   if (vec) {
     constexpr int K = kPack<T>;
     const int64_t packs = len / K;
+#pragma unroll 4
     for (int64_t q = threadIdx.x; q < packs; q += blockDim.x) {
       Pack<T> pk = load_pack_stream(p + q * K);
 #pragma unroll
