@@ -1,5 +1,6 @@
-// matmul and linear: forward against a direct triple loop (all transpose combinations, alpha/beta,
-// batched, bf16 inputs within their error bound), backward against finite differences, validation.
+// matmul, linear and grouped linear: forward against a direct triple loop (all transpose
+// combinations, alpha/beta, batched, bf16 inputs within their error bound, experts with empty
+// groups), backward against finite differences, validation.
 #include "kernels/matmul.h"
 
 #include <cmath>
@@ -338,6 +339,185 @@ TEST(Linear, ValidationNamesOpAndShapes) {
         linear_backward(TensorView{}, dw, TensorView{}, dy, x, w2, GradWrite::overwrite, ctx);
       },
       {"[linear_backward]", "dw", "(7, 8)", "(8, 7)"});
+}
+
+// ---- grouped linear (MoE experts)
+// -----------------------------------------------------------------
+
+// Offsets with empty experts at the start, in the middle and at the end: sizes 0, 3, 0, 5, 1, 0.
+const std::vector<int32_t> kGroupOffsets = {0, 0, 3, 3, 8, 9, 9};
+
+Tensor offsets_tensor(Context& ctx, const std::vector<int32_t>& off, const std::string& name) {
+  Tensor t = ctx.empty({static_cast<int64_t>(off.size())}, DType::i32, name);
+  for (size_t i = 0; i < off.size(); ++i) t.ptr<int32_t>()[i] = off[i];
+  return t;
+}
+
+// y[r, o] = Σ_j x[r, j]·w[e(r), o, j] in double, with the magnitude Σ |x·w| that bounds the error.
+std::pair<std::vector<double>, std::vector<double>> grouped_reference(
+    const std::vector<double>& x, const std::vector<double>& w, const std::vector<int32_t>& off,
+    int64_t ch, int64_t oc) {
+  const int64_t m = off.back();
+  std::vector<double> y(m * oc), mag(m * oc);
+  for (size_t e = 0; e + 1 < off.size(); ++e)
+    for (int64_t r = off[e]; r < off[e + 1]; ++r)
+      for (int64_t o = 0; o < oc; ++o) {
+        double s = 0, a = 0;
+        for (int64_t j = 0; j < ch; ++j) {
+          const double t = x[r * ch + j] * w[(e * oc + o) * ch + j];
+          s += t;
+          a += std::fabs(t);
+        }
+        y[r * oc + o] = s;
+        mag[r * oc + o] = a;
+      }
+  return {y, mag};
+}
+
+TEST(GroupedLinear, ForwardMatchesPerExpertLoopWithEmptyExperts) {
+  auto& ctx = cpu_ctx();
+  const int64_t ch = 13, oc = 5, e = static_cast<int64_t>(kGroupOffsets.size()) - 1;
+  const int64_t m = kGroupOffsets.back();
+  for (DType dtype : {DType::f64, DType::f32, DType::bf16}) {
+    SCOPED_TRACE(std::string(dtype_name(dtype)));
+    std::mt19937_64 rng(70);
+    auto x = testing::random_tensor(ctx, {m, ch}, dtype, rng, -1, 1, "x_perm");
+    auto w = testing::random_tensor(ctx, {e, oc, ch}, dtype, rng, -1, 1, "experts.w");
+    auto off = offsets_tensor(ctx, kGroupOffsets, "expert_offsets");
+    auto y = ctx.empty({m, oc}, dtype, "y");
+    testing::fill_constant(y, NAN);  // every row must be written
+    grouped_linear_forward(y, x, w, off, ctx);
+    const auto [ref, mag] =
+        grouped_reference(testing::to_double(x), testing::to_double(w), kGroupOffsets, ch, oc);
+    const double u = dtype == DType::f64 ? kU64 : kU32;
+    const double out_u = dtype == DType::bf16 ? kU16 : 0.0;
+    auto got = testing::to_double(y);
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double gemm_err = (ch + 2) * u * mag[i];
+      EXPECT_LE(std::fabs(got[i] - ref[i]), gemm_err + out_u * (std::fabs(ref[i]) + gemm_err))
+          << "element " << i;
+    }
+  }
+}
+
+TEST(GroupedLinear, EqualsLinearPerExpert) {
+  // Each expert's block is exactly linear_forward on its rows (same BLAS call, same bits).
+  std::mt19937_64 rng(71);
+  auto& ctx = cpu_ctx();
+  const int64_t ch = 17, oc = 6, e = static_cast<int64_t>(kGroupOffsets.size()) - 1;
+  const int64_t m = kGroupOffsets.back();
+  auto x = testing::random_tensor(ctx, {m, ch}, DType::f32, rng, -1, 1, "x_perm");
+  auto w = testing::random_tensor(ctx, {e, oc, ch}, DType::f32, rng, -1, 1, "experts.w");
+  auto off = offsets_tensor(ctx, kGroupOffsets, "expert_offsets");
+  auto y = ctx.empty({m, oc}, DType::f32, "y");
+  grouped_linear_forward(y, x, w, off, ctx);
+  for (int64_t g = 0; g < e; ++g) {
+    const int64_t r0 = kGroupOffsets[g], r1 = kGroupOffsets[g + 1];
+    if (r0 == r1) continue;
+    auto yg = ctx.empty({r1 - r0, oc}, DType::f32, "yg");
+    linear_forward(yg, x.view().slice(r0, r1), w.view().select(g), TensorView{}, ctx);
+    auto a = testing::to_double(yg), b = testing::to_double(y.view().slice(r0, r1));
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "expert " << g << " " << i;
+  }
+}
+
+TEST(GroupedLinear, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(72);
+  auto& ctx = cpu_ctx();
+  const int64_t ch = 7, oc = 4, e = static_cast<int64_t>(kGroupOffsets.size()) - 1;
+  const int64_t m = kGroupOffsets.back();
+  auto x = testing::random_tensor(ctx, {m, ch}, DType::f64, rng, -1, 1, "x_perm");
+  auto w = testing::random_tensor(ctx, {e, oc, ch}, DType::f64, rng, -1, 1, "experts.w");
+  auto g = testing::random_tensor(ctx, {m, oc}, DType::f64, rng, -1, 1, "dy");
+  auto off = offsets_tensor(ctx, kGroupOffsets, "expert_offsets");
+  auto y = ctx.empty({m, oc}, DType::f64, "y");
+  auto loss = [&] {
+    grouped_linear_forward(y, x, w, off, ctx);
+    return testing::dot(y, g);
+  };
+  auto dx = ctx.empty({m, ch}, DType::f64, "dx");
+  auto dw = ctx.zeros({e, oc, ch}, DType::f64, "dw");
+  testing::fill_constant(dx, NAN);  // overwrite: every row written
+  grouped_linear_backward(dx, dw, g, x, w, off, ctx);
+  testing::expect_gradients_match(loss, {{x.view(), dx.view()}, {w.view(), dw.view()}});
+  // Empty experts' weight gradients stay zero.
+  auto dwv = testing::to_double(dw);
+  for (int64_t k = 0; k < e; ++k) {
+    if (kGroupOffsets[k] != kGroupOffsets[k + 1]) continue;
+    for (int64_t i = 0; i < oc * ch; ++i) EXPECT_EQ(dwv[k * oc * ch + i], 0.0) << k;
+  }
+
+  // dw accumulates (+=), dx overwrites (=); either may be skipped.
+  auto dw2 = testing::tensor_from(ctx, {e, oc, ch}, DType::f64,
+                                  std::vector<double>(e * oc * ch, 1.5), "dw2");
+  grouped_linear_backward(TensorView{}, dw2, g, x, w, off, ctx);
+  auto a = testing::to_double(dw2);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], dwv[i] + 1.5, 1e-12) << i;
+  auto dx2 = testing::tensor_from(ctx, {m, ch}, DType::f64, std::vector<double>(m * ch, 3.0));
+  grouped_linear_backward(dx2, TensorView{}, g, x, w, off, ctx);
+  auto b = testing::to_double(dx2), c = testing::to_double(dx);
+  for (size_t i = 0; i < b.size(); ++i) EXPECT_EQ(b[i], c[i]) << i;
+}
+
+TEST(GroupedLinear, NoRowsAtAll) {
+  auto& ctx = cpu_ctx();
+  auto x = ctx.empty({0, 3}, DType::f32, "x");
+  auto w = testing::tensor_from(ctx, {2, 4, 3}, DType::f32, std::vector<double>(24, 1.0), "w");
+  auto off = offsets_tensor(ctx, {0, 0, 0}, "off");
+  auto y = ctx.empty({0, 4}, DType::f32, "y");
+  grouped_linear_forward(y, x, w, off, ctx);
+  auto dw = testing::tensor_from(ctx, {2, 4, 3}, DType::f32, std::vector<double>(24, 2.0), "dw");
+  auto dx = ctx.empty({0, 3}, DType::f32, "dx");
+  grouped_linear_backward(dx, dw, y, x, w, off, ctx);
+  for (double v : testing::to_double(dw)) EXPECT_EQ(v, 2.0);
+}
+
+TEST(GroupedLinear, ValidationNamesOpAndShapes) {
+  auto& ctx = cpu_ctx();
+  auto x = ctx.empty({9, 7}, DType::f32, "x_perm");
+  auto w = ctx.empty({6, 4, 7}, DType::f32, "experts.w");
+  auto y = ctx.empty({9, 4}, DType::f32, "y");
+  auto off = offsets_tensor(ctx, kGroupOffsets, "expert_offsets");
+  auto w_bad = ctx.empty({6, 4, 5}, DType::f32, "w_bad");
+  testing::expect_error_contains([&] { grouped_linear_forward(y, x, w_bad, off, ctx); },
+                                 {"[grouped_linear]", "w_bad", "(6, 4, 5)", "(9, 7)"});
+  auto y_bad = ctx.empty({9, 5}, DType::f32, "y_bad");
+  testing::expect_error_contains([&] { grouped_linear_forward(y_bad, x, w, off, ctx); },
+                                 {"[grouped_linear]", "y_bad", "(9, 5)", "(9, 4)"});
+  auto short_off = offsets_tensor(ctx, {0, 9}, "short_off");
+  testing::expect_error_contains([&] { grouped_linear_forward(y, x, w, short_off, ctx); },
+                                 {"[grouped_linear]", "short_off", "(2)", "(7)"});
+  auto f_off = ctx.empty({7}, DType::f32, "f_off");
+  testing::expect_error_contains([&] { grouped_linear_forward(y, x, w, f_off, ctx); },
+                                 {"[grouped_linear]", "f_off", "i32"});
+  testing::expect_error_contains(
+      [&] {
+        grouped_linear_forward(y, x, w, offsets_tensor(ctx, {1, 1, 3, 3, 8, 9, 9}, "o"), ctx);
+      },
+      {"[grouped_linear]", "start at 0", "1"});
+  testing::expect_error_contains(
+      [&] {
+        grouped_linear_forward(y, x, w, offsets_tensor(ctx, {0, 4, 3, 3, 8, 9, 9}, "o"), ctx);
+      },
+      {"[grouped_linear]", "non-decreasing", "offsets[1] = 4", "offsets[2] = 3"});
+  testing::expect_error_contains(
+      [&] {
+        grouped_linear_forward(y, x, w, offsets_tensor(ctx, {0, 0, 3, 3, 8, 8, 8}, "o"), ctx);
+      },
+      {"[grouped_linear]", "end at M = 9", "8"});
+  auto x64 = ctx.empty({9, 7}, DType::f64, "x64");
+  testing::expect_error_contains([&] { grouped_linear_forward(y, x64, w, off, ctx); },
+                                 {"[grouped_linear]", "f64"});
+  testing::expect_error_contains([&] { grouped_linear_forward(x, x, w, off, ctx); },
+                                 {"[grouped_linear]", "x_perm"});
+  auto dw_bad = ctx.empty({5, 4, 7}, DType::f32, "dw_bad");
+  testing::expect_error_contains(
+      [&] { grouped_linear_backward(TensorView{}, dw_bad, y, x, w, off, ctx); },
+      {"[grouped_linear_backward]", "dw_bad", "(5, 4, 7)", "(6, 4, 7)"});
+  auto dx_bad = ctx.empty({9, 4}, DType::f32, "dx_bad");
+  testing::expect_error_contains(
+      [&] { grouped_linear_backward(dx_bad, TensorView{}, y, x, w, off, ctx); },
+      {"[grouped_linear_backward]", "dx_bad", "(9, 4)", "(9, 7)"});
 }
 
 }  // namespace
