@@ -1,4 +1,4 @@
-// CUDA entry points for swiglu until kernels/cuda/swiglu.cu exists (the CUDA backend issue).
+// CUDA entry points of kernels/swiglu.h in a build without CUDA.
 #include "kernels/swiglu.h"
 
 namespace r1kit::kernels::cuda {

@@ -1,4 +1,4 @@
-// CUDA entry points for rope until kernels/cuda/rope.cu exists (the CUDA backend issue).
+// CUDA entry points of kernels/rope.h in a build without CUDA.
 // rope_tables needs none: its front-end computes on the host and copies.
 #include "kernels/rope.h"
 

@@ -1,4 +1,4 @@
-// CUDA entry points for the elementwise ops until kernels/cuda/elementwise.cu exists.
+// CUDA entry points of kernels/elementwise.h in a build without CUDA.
 #include "kernels/elementwise.h"
 
 namespace r1kit::kernels::cuda {

@@ -1,4 +1,4 @@
-// CUDA entry points for rmsnorm until kernels/cuda/rmsnorm.cu exists (the CUDA backend issue).
+// CUDA entry points of kernels/rmsnorm.h in a build without CUDA.
 #include "kernels/rmsnorm.h"
 
 namespace r1kit::kernels::cuda {

@@ -1,0 +1,231 @@
+// SwiGLU on the GPU: a flat grid-stride loop over (row, unit) of row-strided (N, H) views (unit
+// column stride, any row stride: the two column halves of a packed gate_up buffer work as they
+// are). A unit is a 16-byte pack when every pointer and row stride is 16-byte aligned and H is a
+// multiple of the pack, else one element. Computed in acc_t; σ uses the full-precision expf for
+// f32/f64 data and the fast __expf for bf16/f16 (whose rounding is 2^-8 / 2^-11, far above its
+// error). Mixed dtypes (never with f64) run on f32 stand-ins, as the CPU reference does.
+#include "kernels/cuda/common.cuh"
+#include "kernels/swiglu.h"
+
+#include <vector>
+
+namespace r1kit::kernels::cuda {
+
+// elementwise.cu: dst = src for views of one shape and any strides, rounding like cast.
+void convert_views(const TensorView& dst, const TensorView& src, Context& ctx);
+
+namespace {
+
+constexpr int kThreads = 256;
+
+template <class T, int V>
+struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : alignof(T)) Vec {
+  T v[V];
+};
+template <class T, int V>
+__device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
+  Vec<T, V> r;
+  if constexpr ((V * sizeof(T)) % 16 == 0) {
+#pragma unroll
+    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
+      reinterpret_cast<uint4*>(&r)[c] = reinterpret_cast<const uint4*>(p)[c];
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) r.v[k] = p[k];
+  }
+  return r;
+}
+template <class T, int V>
+__device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
+  if constexpr ((V * sizeof(T)) % 16 == 0) {
+#pragma unroll
+    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
+      reinterpret_cast<uint4*>(p)[c] = reinterpret_cast<const uint4*>(&r)[c];
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) p[k] = r.v[k];
+  }
+}
+
+// σ(g) = 1 / (1 + e^−g), in the accumulator type of T.
+template <class T>
+__device__ __forceinline__ acc_t<T> sigmoid(acc_t<T> g) {
+  if constexpr (std::is_same_v<T, double>) {
+    return 1.0 / (1.0 + exp(-g));
+  } else if constexpr (std::is_same_v<T, float>) {
+    return 1.0f / (1.0f + expf(-g));
+  } else {
+    return __frcp_rn(1.0f + __expf(-g));
+  }
+}
+
+// Row geometry shared by forward and backward: up to five views, each with its row stride.
+struct Rows {
+  int64_t n;
+  int units;  // units per row (H / V)
+  bool flat32;
+  int64_t stride[5];
+};
+
+__device__ __forceinline__ void locate(const Rows& r, int64_t i, int64_t& row, int& k) {
+  if (r.flat32) {
+    const uint32_t ii = static_cast<uint32_t>(i), u = static_cast<uint32_t>(r.units);
+    row = ii / u;
+    k = static_cast<int>(ii - static_cast<uint32_t>(row) * u);
+  } else {
+    row = i / r.units;
+    k = static_cast<int>(i - row * r.units);
+  }
+}
+
+// out = g · σ(g) · u.   Views: 0 out, 1 gate, 2 up.
+template <class T, int V>
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(T* out, const T* gate, const T* up, Rows r) {
+  using A = acc_t<T>;
+  const int64_t total = r.n * r.units;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    int64_t row;
+    int k;
+    locate(r, i, row, k);
+    const int64_t col = static_cast<int64_t>(k) * V;
+    const Vec<T, V> g = load_vec<T, V>(gate + row * r.stride[1] + col);
+    const Vec<T, V> u = load_vec<T, V>(up + row * r.stride[2] + col);
+    Vec<T, V> o;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const A gj = to_acc(g.v[j]);
+      o.v[j] = from_acc<T>(gj * sigmoid<T>(gj) * to_acc(u.v[j]));
+    }
+    store_vec<T, V>(out + row * r.stride[0] + col, o);
+  }
+}
+
+// dgate = dout · u · σ(g) · (1 + g·(1 − σ(g))),  dup = dout · g · σ(g).
+// Views: 0 dgate, 1 dup, 2 dout, 3 gate, 4 up.
+template <class T, int V>
+__global__ void __launch_bounds__(kThreads)
+    backward_kernel(T* dgate, T* dup, const T* dout, const T* gate, const T* up, Rows r) {
+  using A = acc_t<T>;
+  const int64_t total = r.n * r.units;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    int64_t row;
+    int k;
+    locate(r, i, row, k);
+    const int64_t col = static_cast<int64_t>(k) * V;
+    const Vec<T, V> dy = load_vec<T, V>(dout + row * r.stride[2] + col);
+    const Vec<T, V> g = load_vec<T, V>(gate + row * r.stride[3] + col);
+    const Vec<T, V> u = load_vec<T, V>(up + row * r.stride[4] + col);
+    Vec<T, V> og, ou;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const A gj = to_acc(g.v[j]), dyj = to_acc(dy.v[j]), s = sigmoid<T>(gj);
+      og.v[j] = from_acc<T>(dyj * to_acc(u.v[j]) * s * (A(1) + gj * (A(1) - s)));
+      ou.v[j] = from_acc<T>(dyj * gj * s);
+    }
+    store_vec<T, V>(dgate + row * r.stride[0] + col, og);
+    store_vec<T, V>(dup + row * r.stride[1] + col, ou);
+  }
+}
+
+// Geometry for views (first one sets N, H); vec when all allow 16-byte packs of T.
+template <class T>
+Rows make_rows(std::initializer_list<const TensorView*> views, bool& vec) {
+  const TensorView& first = **views.begin();
+  const int64_t n = first.shape[0], h = first.shape[1];
+  vec = h % kPack<T> == 0;
+  Rows r{};
+  r.n = n;
+  int i = 0;
+  for (const TensorView* v : views) {
+    r.stride[i++] = v->stride[0];
+    vec = vec && rows_aligned16(v->data, n > 1 ? v->stride[0] : 0, sizeof(T));
+  }
+  r.units = static_cast<int>(vec ? h / kPack<T> : h);
+  r.flat32 = n * r.units < (int64_t{1} << 32);
+  return r;
+}
+
+void forward_typed(const TensorView& out, const TensorView& gate, const TensorView& up,
+                   Context& ctx) {
+  dispatch_float(gate.dtype, "swiglu", [&](auto tag) {
+    using T = decltype(tag);
+    bool vec = false;
+    const Rows r = make_rows<T>({&out, &gate, &up}, vec);
+    const int64_t total = r.n * r.units;
+    auto kernel = vec ? forward_kernel<T, kPack<T>> : forward_kernel<T, 1>;
+    kernel<<<grid_for(ctx, total, kThreads), kThreads, 0, stream_of(ctx)>>>(
+        out.ptr<T>(), gate.ptr<T>(), up.ptr<T>(), r);
+    R1_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void backward_typed(const TensorView& dgate, const TensorView& dup, const TensorView& dout,
+                    const TensorView& gate, const TensorView& up, Context& ctx) {
+  dispatch_float(gate.dtype, "swiglu_backward", [&](auto tag) {
+    using T = decltype(tag);
+    bool vec = false;
+    const Rows r = make_rows<T>({&dgate, &dup, &dout, &gate, &up}, vec);
+    const int64_t total = r.n * r.units;
+    auto kernel = vec ? backward_kernel<T, kPack<T>> : backward_kernel<T, 1>;
+    kernel<<<grid_for(ctx, total, kThreads), kThreads, 0, stream_of(ctx)>>>(
+        dgate.ptr<T>(), dup.ptr<T>(), dout.ptr<T>(), gate.ptr<T>(), up.ptr<T>(), r);
+    R1_CUDA_CHECK_LAUNCH();
+  });
+}
+
+// f32 stand-ins for a mixed-dtype call: in() converts, out() is scratch written back by finish().
+// f32 views pass through.
+class F32Stage {
+ public:
+  explicit F32Stage(Context& ctx) : ctx_(ctx) {}
+  TensorView in(const TensorView& v) { return make(v, true, false); }
+  TensorView out(const TensorView& v) { return make(v, false, true); }
+  void finish() {
+    for (auto& [orig, s] : back_) convert_views(orig, s, ctx_);
+  }
+
+ private:
+  TensorView make(const TensorView& v, bool copy_in, bool write_back) {
+    if (v.dtype == DType::f32) return v;
+    keep_.push_back(ctx_.empty(v.dims(), DType::f32, v.name));
+    TensorView s = keep_.back().view();
+    if (copy_in) convert_views(s, v, ctx_);
+    if (write_back) back_.emplace_back(v, s);
+    return s;
+  }
+  Context& ctx_;
+  std::vector<Tensor> keep_;
+  std::vector<std::pair<TensorView, TensorView>> back_;
+};
+
+}  // namespace
+
+void swiglu_forward(const TensorView& out, const TensorView& gate, const TensorView& up,
+                    Context& ctx) {
+  if (gate.numel() == 0) return;
+  if (out.dtype == gate.dtype && up.dtype == gate.dtype) return forward_typed(out, gate, up, ctx);
+  F32Stage st(ctx);
+  const TensorView o = st.out(out), g = st.in(gate), u = st.in(up);
+  forward_typed(o, g, u, ctx);
+  st.finish();
+}
+
+void swiglu_backward(const TensorView& dgate, const TensorView& dup, const TensorView& dout,
+                     const TensorView& gate, const TensorView& up, Context& ctx) {
+  if (gate.numel() == 0) return;
+  const DType t = gate.dtype;
+  if (dgate.dtype == t && dup.dtype == t && dout.dtype == t && up.dtype == t)
+    return backward_typed(dgate, dup, dout, gate, up, ctx);
+  F32Stage st(ctx);
+  const TensorView dg = st.out(dgate), du = st.out(dup);
+  const TensorView dy = st.in(dout), g = st.in(gate), u = st.in(up);
+  backward_typed(dg, du, dy, g, u, ctx);
+  st.finish();
+}
+
+}  // namespace r1kit::kernels::cuda
