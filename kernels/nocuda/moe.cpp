@@ -1,5 +1,4 @@
-// CUDA entry points for the MoE routing and permutation ops until kernels/cuda/moe.cu exists (the
-// CUDA backend issue).
+// CUDA entry points of kernels/moe.h in a build without CUDA.
 #include "kernels/moe.h"
 
 namespace r1kit::kernels::cuda {
