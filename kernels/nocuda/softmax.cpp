@@ -1,4 +1,4 @@
-// CUDA entry points for softmax until kernels/cuda/softmax.cu exists (the CUDA backend issue).
+// CUDA entry points of kernels/softmax.h in a build without CUDA.
 #include "kernels/softmax.h"
 
 namespace r1kit::kernels::cuda {

@@ -1,4 +1,4 @@
-// CUDA entry points for cross_entropy until kernels/cuda/cross_entropy.cu exists.
+// CUDA entry points of kernels/cross_entropy.h in a build without CUDA.
 #include "kernels/cross_entropy.h"
 
 namespace r1kit::kernels::cuda {

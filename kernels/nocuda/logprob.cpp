@@ -1,5 +1,4 @@
-// CUDA entry points for the token log-prob head until kernels/cuda/logprob.cu exists (the CUDA
-// backend issue).
+// CUDA entry points of kernels/logprob.h in a build without CUDA.
 #include "kernels/logprob.h"
 
 namespace r1kit::kernels::cuda {
