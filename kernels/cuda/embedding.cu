@@ -228,7 +228,9 @@ void launch_accumulate(const TensorView& dtable, const TensorView& dout, const u
   const int64_t groups = vec ? ch / kPack<Tg> : ch;
   int threads = 32;
   while (threads < 256 && threads < groups) threads <<= 1;
-  const auto slices = static_cast<unsigned>((groups + threads - 1) / threads);
+  const int64_t slices64 = (groups + threads - 1) / threads;
+  R1_CHECK(slices64 <= 65535, "[embedding_backward] C = {} is too wide for one launch on CUDA", ch);
+  const auto slices = static_cast<unsigned>(slices64);
   const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(sm_count(ctx)) * 32 / slices);
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(n, cap)), slices);
   if (vec) {

@@ -124,6 +124,15 @@ TEST(GpuAdamw, WithoutBf16CopyAndUnaligned) {
   run_steps(20001, DType::f64, DType::f64, /*with_copy=*/true, 1, {1, 3}, false, 36);
 }
 
+// More elements than one pass of the grid covers (a few waves of 256-thread blocks per SM), so
+// every thread takes several grid-stride steps, in the packed and in the element-by-element path.
+TEST(GpuAdamw, GridStrideOverLargeBuffers) {
+  R1_REQUIRE_GPU();
+  run_steps((int64_t{1} << 23) + 5, DType::f32, DType::bf16, /*with_copy=*/true, 0, {1, 2}, false,
+            39);
+  run_steps((int64_t{1} << 21) + 3, DType::f32, DType::f32, /*with_copy=*/true, 1, {1}, false, 40);
+}
+
 // Same formula, same double operations in the same order (no FMA contraction), host-computed bias
 // corrections: the GPU's stored values are the CPU's bits.
 TEST(GpuAdamw, BitIdenticalToCpu) {

@@ -79,6 +79,52 @@ TEST(GpuEmbedding, ForwardUnalignedRowsUseTheElementPath) {
   testing::expect_equal(out, ref, "embedding forward, unaligned table");
 }
 
+// More rows than one pass of the grid covers, so every block takes several grid-stride steps: one
+// 16-byte pack per row (256 rows per block), 12-byte rows (the element path) and a conversion.
+TEST(GpuEmbedding, ForwardGridStrideOverManyRows) {
+  R1_REQUIRE_GPU();
+  std::mt19937_64 rng(18);
+  auto& cpu = cpu_ctx();
+  auto& gpu = gpu_ctx();
+  const int64_t n = (int64_t{1} << 20) + 3, v = 1001;
+  auto ids = testing::random_ints(cpu, {n}, rng, 0, static_cast<int>(v - 1));
+  auto ids_d = testing::to_device(ids);
+  struct Case {
+    int64_t ch;
+    DType table, out;
+  };
+  for (const Case c : {Case{8, DType::bf16, DType::bf16}, Case{3, DType::f32, DType::f32},
+                       Case{3, DType::f32, DType::bf16}}) {
+    SCOPED_TRACE(fmt::format("C {} table {} out {}", c.ch, dtype_name(c.table), dtype_name(c.out)));
+    auto table = testing::random_tensor(cpu, {v, c.ch}, c.table, rng, -2, 2, "table");
+    auto ref = cpu.empty({n, c.ch}, c.out, "ref");
+    embedding_forward(ref, ids, table, cpu);
+    auto out = testing::poisoned({n, c.ch}, c.out);
+    embedding_forward(out, ids_d, testing::to_device(table), gpu);
+    testing::expect_equal(out, ref, "embedding forward, many rows");
+  }
+}
+
+// With C = 0 there is nothing to copy or add, but the ids are still checked on the device.
+TEST(GpuEmbedding, ZeroWidthTableStillChecksIds) {
+  R1_REQUIRE_GPU();
+  std::mt19937_64 rng(19);
+  auto& cpu = cpu_ctx();
+  auto& gpu = gpu_ctx();
+  const int64_t n = 20, v = 6;
+  auto ids = testing::random_ints(cpu, {n}, rng, 0, static_cast<int>(v - 1));
+  ids.ptr<int32_t>()[3] = 6;
+  auto ids_d = testing::to_device(ids);
+  auto table = gpu.empty({v, 0}, DType::f32, "table");
+  auto out = gpu.empty({n, 0}, DType::f32, "out");
+  embedding_forward(out, ids_d, table, gpu);
+  testing::expect_error_contains([&] { gpu.synchronize(); },
+                                 {"[embedding]", "id 6", "position 3", "V = 6"});
+  embedding_backward(table, out, ids_d, gpu);
+  testing::expect_error_contains([&] { gpu.synchronize(); },
+                                 {"[embedding_backward]", "id 6", "position 3", "V = 6"});
+}
+
 TEST(GpuEmbedding, ForwardReportsOutOfRangeIdAndZeroesItsRow) {
   R1_REQUIRE_GPU();
   std::mt19937_64 rng(13);
