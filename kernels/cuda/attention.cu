@@ -2,7 +2,8 @@
 // of cu_seqlens, the D = Σ dout·out kernel, and the launches of the tiled kernels
 // (attention_fwd.cu, attention_bwd_dkdv.cu, attention_bwd_dq.cu; design in attention.cuh).
 //
-// Forward: one kernel, one block per (query tile, query head). Backward: D (one warp per row and
+// Forward: one kernel, one block per (query tile, query head); tensor cores (mma.sync) for bf16
+// and f16, CUDA cores for f32 and f64. Backward (CUDA cores): D (one warp per row and
 // head), then dk/dv (one block per key tile and kv head, looping over the group's query heads in a
 // fixed order) and dq (one block per query tile and query head). Every output element is written
 // by exactly one thread with a fixed summation order: results are deterministic.
@@ -149,12 +150,19 @@ void attention_forward(const TensorView& out, const TensorView& lse, const Tenso
     p.lse_out = lse.ptr<A>();
     with_bucket(bucket, [&](auto kd, auto vd) {
       constexpr int KD = decltype(kd)::value, VD = decltype(vd)::value;
-      const std::vector<Tile> tiles = make_tiles(cu, n_seq, Shapes<A, KD, VD>::fwd.bm, false);
+      constexpr bool kTensorCores = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+      const int rows = kTensorCores ? kTcBM : Shapes<A, KD, VD>::fwd.bm;
+      const std::vector<Tile> tiles = make_tiles(cu, n_seq, rows, false);
       if (tiles.empty()) return;
       check_grid(static_cast<int64_t>(tiles.size()), p.hq, "attention");
       const Tensor dtiles = upload_tiles(tiles, ctx);
       p.tiles = reinterpret_cast<const Tile*>(dtiles.data());
-      launch_fwd<T, KD, VD>(p, static_cast<int64_t>(tiles.size()), stream_of(ctx));
+      const int64_t n = static_cast<int64_t>(tiles.size());
+      if constexpr (kTensorCores) {
+        launch_fwd_tc<T, KD, VD>(p, n, stream_of(ctx));
+      } else {
+        launch_fwd<T, KD, VD>(p, n, stream_of(ctx));
+      }
     });
   });
 }

@@ -121,6 +121,16 @@ void launch_bwd_dkdv(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t strea
 template <class T, int KD, int VD>
 void launch_bwd_dq(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream);
 
+// Tensor-core forward (bf16 / f16; attention_tc_fwd.cu): 4 warps, 64 query rows x 64 keys per
+// step, Q / K / V tiles in shared memory as stored, rows padded by 8 elements.
+constexpr int kTcThreads = 128, kTcBM = 64, kTcBN = 64;
+constexpr size_t tc_fwd_smem_bytes(int kd, int vd) {
+  return static_cast<size_t>(kTcBM * (kd + 8) + kTcBN * (kd + 8) + kTcBN * (vd + 8)) * 2;
+}
+static_assert(tc_fwd_smem_bytes(256, 256) <= kSmemBudget);
+template <class T, int KD, int VD>
+void launch_fwd_tc(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream);
+
 // The head-dim buckets compiled, X(T, KD, VD) for each storage type: (Dqk, Dv) runs on the first
 // pair that holds both (attention.cu: pick_bucket).
 #define R1_ATTN_FOR_EACH_BUCKET(X, T) X(T, 64, 64) X(T, 128, 128) X(T, 192, 128) X(T, 256, 256)

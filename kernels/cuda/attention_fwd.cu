@@ -1,4 +1,5 @@
-// Attention forward, tiled flash-style on CUDA cores (fp32 FMA; f64 for f64). One block per
+// Attention forward for f32 and f64, tiled flash-style on CUDA cores (fp32 FMA; f64 for f64; bf16
+// and f16 take the tensor-core kernel of attention_tc_fwd.cu). One block per
 // (query tile of one sequence, query head): the Q tile stays in shared memory while the key/value
 // tiles of the same sequence up to the diagonal stream through it; scores of one key tile live in
 // registers, the online softmax rescales the output accumulator, and only P of the current tile
@@ -113,6 +114,8 @@ void launch_fwd(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream) {
 
 #define R1_ATTN_INST_FWD(T, KD, VD) \
   template void launch_fwd<T, KD, VD>(const AttnParams<T>&, int64_t, cudaStream_t);
-R1_ATTN_INSTANTIATE(R1_ATTN_INST_FWD)
+// f32 and f64; bf16 and f16 run on tensor cores (attention_tc_fwd.cu).
+R1_ATTN_FOR_EACH_BUCKET(R1_ATTN_INST_FWD, float)
+R1_ATTN_FOR_EACH_BUCKET(R1_ATTN_INST_FWD, double)
 
 }  // namespace r1kit::kernels::cuda::attn
