@@ -33,11 +33,14 @@ std::unique_ptr<Context> Context::cuda(const ContextOptions& opts) {
   c->device_alloc_ = std::make_unique<CudaCachingAllocator>(opts.device_index);
   c->alloc_ = c->device_alloc_.get();
   c->seed_ = opts.seed;
+  // The record lives in device memory (device atomics are exact there; atomics on mapped host
+  // memory are not guaranteed over PCIe) and is read back into a pinned mirror at each check.
   void* host = nullptr;
-  R1_CUDA_CHECK(cudaHostAlloc(&host, sizeof(DeviceErrorRecord), cudaHostAllocMapped));
+  R1_CUDA_CHECK(cudaMallocHost(&host, sizeof(DeviceErrorRecord)));
   c->dev_err_host_ = new (host) DeviceErrorRecord();
   void* dev = nullptr;
-  R1_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host, 0));
+  R1_CUDA_CHECK(cudaMalloc(&dev, sizeof(DeviceErrorRecord)));
+  R1_CUDA_CHECK(cudaMemset(dev, 0, sizeof(DeviceErrorRecord)));
   c->dev_err_device_ = static_cast<DeviceErrorRecord*>(dev);
   return c;
 #else
@@ -60,6 +63,7 @@ Context::~Context() {
     if (b.ptr && b.deleter) b.deleter(b.ptr);
 #if defined(R1KIT_WITH_CUDA)
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+  if (dev_err_device_) cudaFree(dev_err_device_);
   if (dev_err_host_) cudaFreeHost(dev_err_host_);
 #endif
 }
@@ -72,17 +76,19 @@ void Context::set_backend_state(BackendSlot s, void* p, void (*deleter)(void*)) 
 }
 
 void Context::check_device_errors() {
-  if (!dev_err_host_) return;
-  volatile DeviceErrorRecord* r = dev_err_host_;
-  if (r->flag == 0) return;
-  const char* what = r->what ? r->what : "[cuda] a kernel reported an error {} {} {}";
-  std::string msg = fmt::format(fmt::runtime(what), r->a, r->b, r->c);
-  r->what = nullptr;
-  r->a = 0;
-  r->b = 0;
-  r->c = 0;
-  r->flag = 0;
-  throw Error(msg);
+  if (!dev_err_device_) return;
+#if defined(R1KIT_WITH_CUDA)
+  auto st = static_cast<cudaStream_t>(stream_);
+  R1_CUDA_CHECK(cudaMemcpyAsync(dev_err_host_, dev_err_device_, sizeof(DeviceErrorRecord),
+                                cudaMemcpyDeviceToHost, st));
+  R1_CUDA_CHECK(cudaStreamSynchronize(st));
+  const DeviceErrorRecord r = *dev_err_host_;
+  if (r.flag == 0) return;
+  R1_CUDA_CHECK(cudaMemsetAsync(dev_err_device_, 0, sizeof(DeviceErrorRecord), st));
+  R1_CUDA_CHECK(cudaStreamSynchronize(st));
+  const char* what = r.what ? r.what : "[cuda] a kernel reported an error ({}, {}, {})";
+  throw Error(fmt::format(fmt::runtime(what), r.a, r.b, r.c));
+#endif
 }
 
 Tensor Context::empty(const Shape& shape, DType dtype, std::string name) {

@@ -70,7 +70,8 @@ class Context {
   // Device pointer to this context's error record (CUDA contexts; nullptr on CPU). Kernels that
   // validate data on the device write the first failure there.
   DeviceErrorRecord* device_error_record() const { return dev_err_device_; }
-  // Throws (and clears) a recorded device error. Call only after the stream is synchronised.
+  // Reads the record back (a small copy on the stream, then a stream sync) and throws (and clears)
+  // a recorded device error.
   void check_device_errors();
 
   // Backend state: nullptr until set. set_backend_state takes ownership (deleter runs in the
@@ -87,8 +88,8 @@ class Context {
   CpuAllocator host_alloc_;
   Allocator* alloc_ = nullptr;
   uint64_t seed_ = 0;
-  DeviceErrorRecord* dev_err_host_ = nullptr;    // mapped pinned memory (CUDA contexts)
-  DeviceErrorRecord* dev_err_device_ = nullptr;  // the same record as the device sees it
+  DeviceErrorRecord* dev_err_host_ = nullptr;    // pinned host mirror (CUDA contexts)
+  DeviceErrorRecord* dev_err_device_ = nullptr;  // the record kernels write, in device memory
   struct BackendState {
     void* ptr = nullptr;
     void (*deleter)(void*) = nullptr;

@@ -48,8 +48,9 @@ inline Tensor to_host(const TensorView& dev, Context& gpu = gpu_ctx()) {
 inline Tensor poisoned(const Shape& shape, DType dtype, const std::string& name = "out",
                        Context& gpu = gpu_ctx()) {
   Tensor t = gpu.empty(shape, dtype, name);
-  std::vector<unsigned char> ff(t.nbytes(), 0xFF);
-  if (!ff.empty()) cuda_copy(t.data(), ff.data(), ff.size());
+  Tensor host = cpu_ctx().empty(shape, dtype, name);
+  if (host.nbytes() > 0) std::memset(host.data(), 0xFF, host.nbytes());
+  gpu.copy(t, host);  // on the context's stream, so it is ordered with the kernels around it
   return t;
 }
 
