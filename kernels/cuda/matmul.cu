@@ -59,8 +59,7 @@ constexpr int kTuneCandidates = 16;
 constexpr int kTuneReps = 3;
 constexpr size_t kMaxPlans = 4096;
 
-// ---- errors
-// --------------------------------------------------------------------------------------
+// ---- errors -------------------------------------------------------------------------------------
 
 [[noreturn]] void throw_cublas(cublasStatus_t s, const char* expr, const char* op,
                                const std::string& problem, const char* file, int line) {
@@ -77,8 +76,7 @@ constexpr size_t kMaxPlans = 4096;
       throw_cublas(r1_lt_st_, #expr, (op), (problem), __FILE__, __LINE__); \
   } while (0)
 
-// ---- the problem, row-major
-// ------------------------------------------------------------------------
+// ---- the problem, row-major ---------------------------------------------------------------------
 
 // Row-major C (m, n) = alpha·op(A)·op(B) + beta·C (+ bias broadcast over rows), batch entries at
 // element strides sa, sb, sc. A is stored (m, k), or (k, m) when ta; B (k, n), or (n, k) when tb;
@@ -155,8 +153,7 @@ bool native(DType a, DType b, DType c) {
   return c == a || c == DType::f32;  // bf16/f16 operands into the same type or f32
 }
 
-// ---- small kernels
-// -------------------------------------------------------------------------------
+// ---- small kernels ------------------------------------------------------------------------------
 
 template <class S, class D>
 __global__ void cast_kernel(D* dst, const S* src, int64_t n) {
@@ -209,8 +206,7 @@ void scale_bias(Context& ctx, const Gemm& g, double beta, const void* bias) {
   });
 }
 
-// ---- per-context state
-// -----------------------------------------------------------------------------
+// ---- per-context state --------------------------------------------------------------------------
 
 using PlanKey = std::array<int64_t, 22>;
 
@@ -498,7 +494,7 @@ Plan& plan_for(Context& ctx, BlasState& st, const ColMajor& cm, const Gemm& g) {
   return p;
 }
 
-void run_native(Context& ctx, const Gemm& g);
+void run_native(Context& ctx, const Gemm& g, bool may_realign = true);
 
 // The bias epilogue is not available: C = beta·C + bias first, then the GEMM with beta = 1.
 void run_bias_separately(Context& ctx, const Gemm& g) {
@@ -509,14 +505,37 @@ void run_bias_separately(Context& ctx, const Gemm& g) {
   run_native(ctx, h);
 }
 
+// No algorithm for these pointer alignments: the same problem on fresh (256-byte aligned) copies
+// of the operands, and the result copied back.
+void run_realigned(Context& ctx, const Gemm& g) {
+  cudaStream_t stream = stream_of(ctx);
+  const int64_t na = span(g.batch, g.sa, g.m, g.k), nb = span(g.batch, g.sb, g.k, g.n);
+  const int64_t nc = span(g.batch, g.sc, g.m, g.n);
+  Tensor a = ctx.empty({na}, g.at), b = ctx.empty({nb}, g.bt), c = ctx.empty({nc}, g.ct);
+  R1_CUDA_CHECK(cudaMemcpyAsync(a.data(), g.a, a.nbytes(), cudaMemcpyDeviceToDevice, stream));
+  R1_CUDA_CHECK(cudaMemcpyAsync(b.data(), g.b, b.nbytes(), cudaMemcpyDeviceToDevice, stream));
+  if (g.beta != 0)
+    R1_CUDA_CHECK(cudaMemcpyAsync(c.data(), g.c, c.nbytes(), cudaMemcpyDeviceToDevice, stream));
+  Gemm h = g;
+  h.a = a.data();
+  h.b = b.data();
+  h.c = c.data();
+  run_native(ctx, h, false);
+  R1_CUDA_CHECK(cudaMemcpyAsync(g.c, c.data(), c.nbytes(), cudaMemcpyDeviceToDevice, stream));
+}
+
 // A problem whose dtypes cuBLASLt computes directly (native()), with a bias of the output dtype.
-void run_native(Context& ctx, const Gemm& g) {
+void run_native(Context& ctx, const Gemm& g, bool may_realign) {
   if (g.bias && g.ct == DType::f64) return run_bias_separately(ctx, g);
   BlasState& st = blas_state(ctx);
   const ColMajor cm = col_major(g);
   Plan& p = plan_for(ctx, st, cm, g);
   if (!p.has_algo()) {
     if (g.bias) return run_bias_separately(ctx, g);
+    if (may_realign &&
+        std::min({alignment(g.a, g.batch, g.sa, g.at), alignment(g.b, g.batch, g.sb, g.bt),
+                  alignment(g.c, g.batch, g.sc, g.ct)}) < 256)
+      return run_realigned(ctx, g);
     R1_THROW("[{}] cuBLASLt offers no algorithm for {}", g.op, g.describe());
   }
   if (g.bias)
@@ -568,8 +587,7 @@ void run(Context& ctx, const Gemm& g) {
   if (g.ct != DType::f32) cast(ctx, g.c, g.ct, c32.data(), DType::f32, nc);
 }
 
-// ---- dbias: deterministic column sums
-// --------------------------------------------------------------
+// ---- dbias: deterministic column sums -----------------------------------------------------------
 
 constexpr int kSumRowsPerBlock = 8;  // threadIdx.y
 
@@ -672,8 +690,7 @@ void column_sum_into(Context& ctx, const TensorView& dbias, const TensorView& dy
   });
 }
 
-// ---- helpers for the entry points
-// -------------------------------------------------------------------
+// ---- helpers for the entry points ---------------------------------------------------------------
 
 int64_t batch_of(const TensorView& v) {
   return v.ndim == 3 ? v.shape[0] : 1;

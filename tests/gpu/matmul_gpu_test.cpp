@@ -196,8 +196,7 @@ TEST(GpuMatmul, BackwardEachGradient) {
   check_backward(DType::f16, 0, {513, 257, 1029}, {.trans_b = true}, seed++);
 }
 
-// ---- linear
-// ----------------------------------------------------------------------------------------
+// ---- linear -------------------------------------------------------------------------------------
 
 struct LinDims {
   int64_t n, ch, oc;
@@ -291,8 +290,7 @@ TEST(GpuLinear, DbiasOfAnotherDtypeAndUnalignedDy) {
   testing::expect_close(db, db_ref, tol(DType::f32, n), "f32 dbias from bf16 dy");
 }
 
-// ---- the tuned path
-// ----------------------------------------------------------------------------------
+// ---- the tuned path -----------------------------------------------------------------------------
 
 TEST(GpuLinear, LargeProductsUseTheTunedAlgorithm) {
   R1_REQUIRE_GPU();
@@ -338,8 +336,7 @@ TEST(GpuLinear, LargeProductsUseTheTunedAlgorithm) {
   ::unsetenv("R1KIT_GEMM_AUTOTUNE");
 }
 
-// ---- grouped linear
-// ----------------------------------------------------------------------------------
+// ---- grouped linear -----------------------------------------------------------------------------
 
 // Expert sizes 0, 37, 0, 130, 1, 0, 300 (empty first, middle and last-but-one experts).
 const std::vector<int32_t> kOffsets = {0, 0, 37, 37, 167, 168, 168, 468};

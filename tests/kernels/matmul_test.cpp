@@ -341,8 +341,7 @@ TEST(Linear, ValidationNamesOpAndShapes) {
       {"[linear_backward]", "dw", "(7, 8)", "(8, 7)"});
 }
 
-// ---- grouped linear (MoE experts)
-// -----------------------------------------------------------------
+// ---- grouped linear (MoE experts) ---------------------------------------------------------------
 
 // Offsets with empty experts at the start, in the middle and at the end: sizes 0, 3, 0, 5, 1, 0.
 const std::vector<int32_t> kGroupOffsets = {0, 0, 3, 3, 8, 9, 9};
