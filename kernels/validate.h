@@ -88,7 +88,7 @@ class OpCheck {
   const Context& ctx_;
 };
 
-// Thrown by the CUDA entry points of ops whose CUDA kernel is not in this build.
+// Thrown by the CUDA entry points (kernels/nocuda/) in a build without CUDA.
 [[noreturn]] void throw_no_cuda(const char* op);
 
 }  // namespace r1kit::kernels
