@@ -29,7 +29,74 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
                     cross_entropy_forward(keep[2], keep[3], keep[0], keep[1], ctx);
                   });
                 }});
-  // The fused log-prob head: N tokens, hidden C, vocabulary V, in chunks of 64 tokens.
+  cs.push_back({"softmax_backward", fmt::format("{}x{}", rows, vocab), 4.0 * rows * vocab,
+                dsize(f) * 3 * rows * vocab, [=](Context& ctx, std::vector<Tensor>& keep) {
+                  keep.push_back(rand(ctx, {rows, vocab}, f, 9, 0, 1.0 / vocab));  // y
+                  keep.push_back(rand(ctx, {rows, vocab}, f, 10));                 // dy
+                  keep.push_back(ctx.empty({rows, vocab}, f));                     // dx
+                  return std::function<void()>(
+                      [&ctx, &keep] { softmax_backward(keep[2], keep[1], keep[0], ctx); });
+                }});
+  cs.push_back({"log_softmax_forward", fmt::format("{}x{}", rows, vocab), 4.0 * rows * vocab,
+                dsize(f) * 2 * rows * vocab, [=](Context& ctx, std::vector<Tensor>& keep) {
+                  keep.push_back(rand(ctx, {rows, vocab}, f, 11));
+                  keep.push_back(ctx.empty({rows, vocab}, f));
+                  return std::function<void()>(
+                      [&ctx, &keep] { log_softmax_forward(keep[1], keep[0], ctx); });
+                }});
+  // dlogits over the logits (in place, as a training step does): read once, written once.
+  cs.push_back({"cross_entropy_backward", fmt::format("{}x{}", rows, vocab), 4.0 * rows * vocab,
+                dsize(f) * 2 * rows * vocab, [=](Context& ctx, std::vector<Tensor>& keep) {
+                  keep.push_back(rand(ctx, {rows, vocab}, f, 12));
+                  keep.push_back(ids(ctx, {rows}, static_cast<int>(vocab)));
+                  keep.push_back(ctx.empty({rows}, DType::f32));  // loss
+                  keep.push_back(ctx.empty({rows}, DType::f32));  // lse
+                  cross_entropy_forward(keep[2], keep[3], keep[0], keep[1], ctx);
+                  keep.push_back(rand(ctx, {rows}, DType::f32, 13));  // dloss
+                  return std::function<void()>([&ctx, &keep] {
+                    cross_entropy_backward(keep[0], keep[4], keep[0], keep[1], keep[3], ctx);
+                  });
+                }});
+
+  // The log-prob head from logits at an LLM's vocabulary (Qwen2.5: 152064): 4096 tokens of bf16
+  // logits are 1.2 GB, far past the L2. The forward reads the logits once (with the entropy); the
+  // backward reads them once and writes dlogits once (without dentropy a single pass; with it,
+  // the minimum is the same bytes, the kernel re-reads each row, mostly from L2).
+  const int64_t tn = cfg.quick ? 64 : (cfg.cuda ? 4096 : 128),
+                tv = cfg.quick ? 4096 : (cfg.cuda ? 152064 : 32768);
+  auto logits_setup = [=](Context& ctx, std::vector<Tensor>& keep) {
+    keep.push_back(rand(ctx, {tn, tv}, f, 19, -8, 8));     // 0: logits
+    keep.push_back(ids(ctx, {tn}, static_cast<int>(tv)));  // 1: targets
+    keep.push_back(ctx.empty({tn}, DType::f32));           // 2: logprob
+    keep.push_back(ctx.empty({tn}, DType::f32));           // 3: entropy
+    keep.push_back(ctx.empty({tn}, DType::f32));           // 4: lse
+    logprob_forward(keep[2], keep[3], keep[4], keep[0], keep[1], 0.9, ctx);
+  };
+  cs.push_back({"logprob_forward", fmt::format("{}x{}", tn, tv), 8.0 * tn * tv,
+                dsize(f) * tn * tv + 4.0 * 4 * tn, [=](Context& ctx, std::vector<Tensor>& keep) {
+                  logits_setup(ctx, keep);
+                  return std::function<void()>([&ctx, &keep] {
+                    logprob_forward(keep[2], keep[3], keep[4], keep[0], keep[1], 0.9, ctx);
+                  });
+                }});
+  for (bool with_entropy : {false, true}) {
+    cs.push_back(
+        {with_entropy ? "logprob_backward_entropy" : "logprob_backward",
+         fmt::format("{}x{}", tn, tv), (with_entropy ? 12.0 : 6.0) * tn * tv,
+         dsize(f) * 2 * tn * tv + 4.0 * 4 * tn, [=](Context& ctx, std::vector<Tensor>& keep) {
+           logits_setup(ctx, keep);
+           keep.push_back(rand(ctx, {tn}, DType::f32, 20));  // 5: dlogprob
+           keep.push_back(rand(ctx, {tn}, DType::f32, 21));  // 6: dentropy
+           keep.push_back(ctx.empty({tn, tv}, f));           // 7: dlogits
+           return std::function<void()>([&ctx, &keep, with_entropy] {
+             logprob_backward(keep[7], keep[5], with_entropy ? keep[6].view() : TensorView{},
+                              keep[0], keep[1], keep[4], 0.9, ctx);
+           });
+         }});
+  }
+
+  // The fused log-prob head: N tokens, hidden C, vocabulary V, in chunks of 1024 tokens on CUDA
+  // (64 on the CPU).
   const int64_t ln = cfg.quick ? 128 : (cfg.cuda ? 4096 : 512),
                 lc = cfg.quick ? 128 : (cfg.cuda ? 2048 : 512), lv = cfg.quick ? 4096 : 32768;
   const int64_t chunk = cfg.cuda ? 1024 : 64;
