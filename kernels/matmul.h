@@ -2,7 +2,9 @@
 // batch dim first), the linear layer in the Hugging Face weight layout,  y = x·Wᵀ + b, and the
 // grouped linear of MoE experts (one weight per expert over its block of rows).
 // CPU: OpenBLAS sgemm/dgemm (bf16/f16 inputs upcast to f32). CUDA: cuBLASLt, fp32 accumulation
-// for bf16/f16/f32 (true fp32, no TF32) and fp64 for f64 (kernels/cuda/matmul.cu).
+// for bf16/f16/f32 (true fp32, no TF32) and fp64 for f64 (kernels/cuda/matmul.cu). On CUDA, a
+// product of >= 1e10 flops has its algorithm timed once per shape on first use (that call waits
+// for the stream); R1KIT_GEMM_AUTOTUNE=0 keeps cuBLASLt's first heuristic choice instead.
 #pragma once
 
 #include "core/context.h"
