@@ -1,4 +1,4 @@
-// CUDA entry point for sampling until kernels/cuda/sampling.cu exists (the CUDA backend issue).
+// CUDA entry point of kernels/sampling.h in a build without CUDA.
 #include "kernels/sampling.h"
 
 namespace r1kit::kernels::cuda {
