@@ -24,14 +24,17 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// V elements of T, moved with 16-byte accesses when kWide (V·sizeof(T) a multiple of 16 and the
+// pointer aligned), else element by element.
 template <class T, int V>
-struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : alignof(T)) Vec {
+struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : (V * sizeof(T) == 8 ? 8 : alignof(T))) Vec {
   T v[V];
 };
-template <class T, int V>
+template <class T, int V, bool kWide>
 __device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
   Vec<T, V> r;
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
+  if constexpr (kWide) {
+    static_assert((V * sizeof(T)) % 16 == 0);
 #pragma unroll
     for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
       reinterpret_cast<uint4*>(&r)[c] = reinterpret_cast<const uint4*>(p)[c];
@@ -41,9 +44,10 @@ __device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
   }
   return r;
 }
-template <class T, int V>
+template <class T, int V, bool kWide>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
+  if constexpr (kWide) {
+    static_assert((V * sizeof(T)) % 16 == 0);
 #pragma unroll
     for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
       reinterpret_cast<uint4*>(p)[c] = reinterpret_cast<const uint4*>(&r)[c];
@@ -51,6 +55,24 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
 #pragma unroll
     for (int k = 0; k < V; ++k) p[k] = r.v[k];
   }
+}
+
+// N table entries (cos or sin) from a row of the table, through the read-only path: 16- or 8-byte
+// loads when kWide (the launch checks that the tables and their rows are aligned for it).
+template <class C, int N, bool kWide>
+__device__ __forceinline__ Vec<C, N> load_table(const C* p) {
+  Vec<C, N> r;
+  if constexpr (kWide && (N * sizeof(C)) % 16 == 0) {
+#pragma unroll
+    for (int c = 0; c < static_cast<int>(N * sizeof(C) / 16); ++c)
+      reinterpret_cast<uint4*>(&r)[c] = __ldg(reinterpret_cast<const uint4*>(p) + c);
+  } else if constexpr (kWide && N * sizeof(C) == 8) {
+    *reinterpret_cast<uint2*>(&r) = __ldg(reinterpret_cast<const uint2*>(p));
+  } else {
+#pragma unroll
+    for (int k = 0; k < N; ++k) r.v[k] = __ldg(p + k);
+  }
+  return r;
 }
 
 struct RopeArgs {
@@ -64,7 +86,7 @@ struct RopeArgs {
 };
 
 // (a, b) → (a·cos − b·sin, a·sin + b·cos) with sin already multiplied by sign (−1: backward).
-template <class T, class C, int V, bool kInterleaved>
+template <class T, class C, int V, bool kWide, bool kInterleaved>
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(T* y, const T* x, const C* cos, const C* sin, const int32_t* positions, RopeArgs a,
                 acc_t<T> sign, ErrorSink sink) {
@@ -97,32 +119,34 @@ __global__ void __launch_bounds__(kThreads)
     if constexpr (kInterleaved) {
       // V elements = V/2 pairs (2i, 2i+1) starting at pair k·V/2.
       const int e0 = k * V, i0 = e0 / 2;
-      const Vec<T, V> v = load_vec<T, V>(xr + e0);
+      const Vec<T, V> v = load_vec<T, V, kWide>(xr + e0);
+      const Vec<C, V / 2> cv = load_table<C, V / 2, kWide>(cr + i0),
+                          sv = load_table<C, V / 2, kWide>(sr + i0);
       Vec<T, V> o;
 #pragma unroll
       for (int q = 0; q < V / 2; ++q) {
         const A av = to_acc(v.v[2 * q]), bv = to_acc(v.v[2 * q + 1]);
-        const A c = static_cast<A>(__ldg(cr + i0 + q)),
-                s = sign * static_cast<A>(__ldg(sr + i0 + q));
+        const A c = static_cast<A>(cv.v[q]), s = sign * static_cast<A>(sv.v[q]);
         o.v[2 * q] = from_acc<T>(av * c - bv * s);
         o.v[2 * q + 1] = from_acc<T>(av * s + bv * c);
       }
-      store_vec<T, V>(yr + e0, o);
+      store_vec<T, V, kWide>(yr + e0, o);
     } else {
       // V pairs (i, i + D/2) starting at i = k·V.
       const int i0 = k * V;
-      const Vec<T, V> va = load_vec<T, V>(xr + i0), vb = load_vec<T, V>(xr + i0 + a.half);
+      const Vec<T, V> va = load_vec<T, V, kWide>(xr + i0),
+                      vb = load_vec<T, V, kWide>(xr + i0 + a.half);
+      const Vec<C, V> cv = load_table<C, V, kWide>(cr + i0), sv = load_table<C, V, kWide>(sr + i0);
       Vec<T, V> oa, ob;
 #pragma unroll
       for (int q = 0; q < V; ++q) {
         const A av = to_acc(va.v[q]), bv = to_acc(vb.v[q]);
-        const A c = static_cast<A>(__ldg(cr + i0 + q)),
-                s = sign * static_cast<A>(__ldg(sr + i0 + q));
+        const A c = static_cast<A>(cv.v[q]), s = sign * static_cast<A>(sv.v[q]);
         oa.v[q] = from_acc<T>(av * c - bv * s);
         ob.v[q] = from_acc<T>(av * s + bv * c);
       }
-      store_vec<T, V>(yr + i0, oa);
-      store_vec<T, V>(yr + i0 + a.half, ob);
+      store_vec<T, V, kWide>(yr + i0, oa);
+      store_vec<T, V, kWide>(yr + i0 + a.half, ob);
     }
   }
 }
@@ -132,7 +156,7 @@ bool stride_multiple(const TensorView& v, int d, int64_t m) {
   return v.shape[d] <= 1 || v.stride[d] % m == 0;
 }
 
-template <class T, class C, int V, bool kInterleaved>
+template <class T, class C, int V, bool kWide, bool kInterleaved>
 void launch(const TensorView& out, const TensorView& in, const TensorView& cos,
             const TensorView& sin, const TensorView& positions, double sign, const char* what,
             Context& ctx) {
@@ -148,7 +172,7 @@ void launch(const TensorView& out, const TensorView& in, const TensorView& cos,
   a.table_rows = static_cast<int32_t>(cos.shape[0]);
   const int64_t total = a.tokens * a.heads * a.units_per_head;
   a.flat32 = total < (int64_t{1} << 32);
-  rope_kernel<T, C, V, kInterleaved>
+  rope_kernel<T, C, V, kWide, kInterleaved>
       <<<grid_for(ctx, total, kThreads), kThreads, 0, stream_of(ctx)>>>(
           out.ptr<T>(), in.ptr<T>(), cos.ptr<C>(), sin.ptr<C>(), positions.ptr<int32_t>(), a,
           static_cast<acc_t<T>>(sign), error_sink(ctx, what));
@@ -168,21 +192,23 @@ void rotate_typed(const TensorView& out, const TensorView& in, const TensorView&
     using C = acc_t<T>;  // the front-end makes tables f64 exactly when the data is f64
     constexpr int P = kPack<T>;
     const int64_t d = in.shape[2], half = d / 2;
-    const bool vec = aligned16(in.data) && aligned16(out.data) &&
-                     (interleaved ? d : half) % P == 0 && stride_multiple(in, 0, P) &&
-                     stride_multiple(in, 1, P) && stride_multiple(out, 0, P) &&
-                     stride_multiple(out, 1, P);
+    // Packs of x also align the table loads: D/2 is then a multiple of the table chunk, so only
+    // the tables' base pointers remain to check.
+    const bool vec = aligned16(in.data) && aligned16(out.data) && aligned16(cos.data) &&
+                     aligned16(sin.data) && (interleaved ? d : half) % P == 0 &&
+                     stride_multiple(in, 0, P) && stride_multiple(in, 1, P) &&
+                     stride_multiple(out, 0, P) && stride_multiple(out, 1, P);
     if (interleaved) {
       if (vec) {
-        launch<T, C, P, true>(out, in, cos, sin, positions, sign, what, ctx);
+        launch<T, C, P, true, true>(out, in, cos, sin, positions, sign, what, ctx);
       } else {
-        launch<T, C, 2, true>(out, in, cos, sin, positions, sign, what, ctx);
+        launch<T, C, 2, false, true>(out, in, cos, sin, positions, sign, what, ctx);
       }
     } else {
       if (vec) {
-        launch<T, C, P, false>(out, in, cos, sin, positions, sign, what, ctx);
+        launch<T, C, P, true, false>(out, in, cos, sin, positions, sign, what, ctx);
       } else {
-        launch<T, C, 1, false>(out, in, cos, sin, positions, sign, what, ctx);
+        launch<T, C, 1, false, false>(out, in, cos, sin, positions, sign, what, ctx);
       }
     }
   });
