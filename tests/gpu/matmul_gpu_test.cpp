@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -72,9 +73,10 @@ void check_forward(DType dt_a, DType dt_b, DType dt_c, int64_t batch, Dims d, Ma
   auto ref = clone(c0);
   matmul_forward(ref, a, b, o, cpu);
   Offset ad = offset_copy(a, offset), bd = offset_copy(b, offset), cd = offset_copy(c0, offset);
-  if (o.beta == 0) {  // beta = 0 must not read C: poison it
-    std::vector<unsigned char> ff(c0.nbytes(), 0xFF);
-    if (!ff.empty()) cuda_copy(cd.view.data, ff.data(), ff.size());
+  if (o.beta == 0) {  // beta = 0 must not read C: poison it (on the context's stream)
+    Tensor ff = cpu.empty(c0.view().dims(), dt_c);
+    if (ff.nbytes() > 0) std::memset(ff.data(), 0xFF, ff.nbytes());
+    gpu_ctx().copy(cd.view, ff);
   }
   matmul_forward(cd.view, ad.view, bd.view, o, gpu_ctx());
   testing::expect_close(cd.view, ref, tol(dt_c, d.k), "matmul forward");
