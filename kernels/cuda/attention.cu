@@ -3,10 +3,11 @@
 // (attention_fwd.cu, attention_bwd_dkdv.cu, attention_bwd_dq.cu; design in attention.cuh).
 //
 // Forward: one kernel, one block per (query tile, query head); tensor cores (mma.sync) for bf16
-// and f16, CUDA cores for f32 and f64. Backward (CUDA cores): D (one warp per row and
-// head), then dk/dv (one block per key tile and kv head, looping over the group's query heads in a
-// fixed order) and dq (one block per query tile and query head). Every output element is written
-// by exactly one thread with a fixed summation order: results are deterministic.
+// and f16, CUDA cores for f32 and f64. Backward (tensor cores for bf16 / f16 up to head dim 192,
+// CUDA cores otherwise): D (one warp per row and head), then dk/dv (one block per key tile and kv
+// head, looping over the group's query heads in a fixed order) and dq (one block per query tile and
+// query head). Every output element is written by exactly one thread with a fixed summation order:
+// results are deterministic.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -198,10 +199,12 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
 
     with_bucket(bucket, [&](auto kd, auto vd) {
       constexpr int KD = decltype(kd)::value, VD = decltype(vd)::value;
+      constexpr bool kTensorCores = (std::is_same_v<T, bf16> || std::is_same_v<T, f16>)&&KD <= 192;
       using S = Shapes<A, KD, VD>;
-      std::vector<Tile> tiles = make_tiles(cu, n_seq, S::dkdv.bn, true);
+      std::vector<Tile> tiles = make_tiles(cu, n_seq, kTensorCores ? kTcBwdKeys : S::dkdv.bn, true);
       const int64_t n_key_tiles = static_cast<int64_t>(tiles.size());
-      const std::vector<Tile> qtiles = make_tiles(cu, n_seq, S::dq.bm, false);
+      const std::vector<Tile> qtiles =
+          make_tiles(cu, n_seq, kTensorCores ? kTcBM : S::dq.bm, false);
       const int64_t n_query_tiles = static_cast<int64_t>(qtiles.size());
       if (n_key_tiles == 0) return;
       check_grid(n_key_tiles, p.hkv, "attention_backward");
@@ -209,10 +212,14 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
       tiles.insert(tiles.end(), qtiles.begin(), qtiles.end());
       const Tensor dtiles = upload_tiles(tiles, ctx);
       const Tile* all = reinterpret_cast<const Tile*>(dtiles.data());
-      p.tiles = all;
-      launch_bwd_dkdv<T, KD, VD>(p, n_key_tiles, stream);
-      p.tiles = all + n_key_tiles;
-      launch_bwd_dq<T, KD, VD>(p, n_query_tiles, stream);
+      if constexpr (kTensorCores) {
+        launch_bwd_tc<T, KD, VD>(p, all, n_key_tiles, all + n_key_tiles, n_query_tiles, stream);
+      } else {
+        p.tiles = all;
+        launch_bwd_dkdv<T, KD, VD>(p, n_key_tiles, stream);
+        p.tiles = all + n_key_tiles;
+        launch_bwd_dq<T, KD, VD>(p, n_query_tiles, stream);
+      }
     });
   });
 }

@@ -131,6 +131,22 @@ static_assert(tc_fwd_smem_bytes(256, 256) <= kSmemBudget);
 template <class T, int KD, int VD>
 void launch_fwd_tc(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream);
 
+// Tensor-core backward (bf16 / f16, buckets up to 192/128; attention_tc_bwd.cu): dk/dv blocks of
+// 64 keys stepping over 32 queries, dq blocks of 64 queries (kTcBM) stepping over 32 keys.
+constexpr int kTcBwdKeys = 64, kTcBwdQueries = 32, kTcDqKeys = 32;
+constexpr size_t tc_dkdv_smem_bytes(int kd, int vd) {
+  return static_cast<size_t>(kTcBwdKeys * (kd + vd + 16) + kTcBwdQueries * (kd + vd + 16)) * 2 +
+         2 * kTcBwdQueries * sizeof(float);
+}
+constexpr size_t tc_dq_smem_bytes(int kd, int vd) {
+  return static_cast<size_t>(kTcBM * (kd + vd + 16) + kTcDqKeys * (kd + vd + 16)) * 2;
+}
+// Launches the dk/dv kernel over key_tiles (kTcBwdKeys rows each) and the dq kernel over
+// query_tiles (kTcBM rows each); D must be in p.dd.
+template <class T, int KD, int VD>
+void launch_bwd_tc(const AttnParams<T>& p, const Tile* key_tiles, int64_t n_key_tiles,
+                   const Tile* query_tiles, int64_t n_query_tiles, cudaStream_t stream);
+
 // The head-dim buckets compiled, X(T, KD, VD) for each storage type: (Dqk, Dv) runs on the first
 // pair that holds both (attention.cu: pick_bucket).
 #define R1_ATTN_FOR_EACH_BUCKET(X, T) X(T, 64, 64) X(T, 128, 128) X(T, 192, 128) X(T, 256, 256)

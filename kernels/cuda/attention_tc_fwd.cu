@@ -13,41 +13,6 @@
 namespace r1kit::kernels::cuda::attn {
 namespace {
 
-// Copies rows [0, nr) x columns [0, nc) of a row-pitched global matrix into a ROWS x COLS shared
-// tile of the same type (leading dimension COLS + 8), zero elsewhere; vec: 16-byte packs.
-template <int ROWS, int COLS, int NT, class T>
-__device__ __forceinline__ void load_tile_raw(T* s, const T* g, int64_t stride, int nr, int nc,
-                                              bool vec) {
-  constexpr int ld = COLS + 8;
-  if (vec) {
-    constexpr int P = kPack<T>, kChunks = COLS / P;
-    for (int idx = static_cast<int>(threadIdx.x); idx < ROWS * kChunks; idx += NT) {
-      const int r = idx / kChunks, c = (idx % kChunks) * P;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (r < nr && c < nc) v = *reinterpret_cast<const uint4*>(g + r * stride + c);
-      *reinterpret_cast<uint4*>(s + r * ld + c) = v;
-    }
-  } else {
-    for (int idx = static_cast<int>(threadIdx.x); idx < ROWS * COLS; idx += NT) {
-      const int r = idx / COLS, c = idx % COLS;
-      s[r * ld + c] = (r < nr && c < nc) ? g[r * stride + c] : from_acc<T>(0.0f);
-    }
-  }
-}
-
-template <class A>
-__device__ __forceinline__ A quad_sum(A v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  v += __shfl_xor_sync(0xffffffffu, v, 2);
-  return v;
-}
-template <class A>
-__device__ __forceinline__ A quad_max(A v) {
-  v = max(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  v = max(v, __shfl_xor_sync(0xffffffffu, v, 2));
-  return v;
-}
-
 template <class T, int KD, int VD>
 __global__ void __launch_bounds__(kTcThreads) attn_fwd_tc_kernel(const AttnParams<T> p) {
   constexpr int BM = kTcBM, BN = kTcBN, LQ = KD + 8, LV = VD + 8, NT = kTcThreads;
