@@ -576,8 +576,8 @@ __device__ bool resolve_cut(Sel& s, const SelArrays& sa, RowRef<T> row, bool mas
                           ? mass_pick_list(s, sa, len, cb_mass, target, ws, wi)
                           : (rel < static_cast<uint64_t>(len) ? static_cast<int>(rel) : len) - 1;
       if (threadIdx.x == 0) {
-        s.cut_key = sa.keys[idx];
-        s.cut_id = sa.ids[idx];
+        s.cut_key = sa.keys[max(idx, 0)];
+        s.cut_id = sa.ids[max(idx, 0)];
       }
       __syncthreads();
       return s.nlev == levels_in;
