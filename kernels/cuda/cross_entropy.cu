@@ -23,7 +23,7 @@ constexpr const char* kBackwardBadTarget =
     "(V = {}) and is not the ignore index";
 
 template <class T, bool kWarp>
-__global__ void __launch_bounds__(kMaxThreads, 2)
+__global__ void __launch_bounds__(kMaxThreads)
     ce_fwd_kernel(acc_t<T>* __restrict__ loss, acc_t<T>* __restrict__ lse, const T* __restrict__ x,
                   const int32_t* __restrict__ targets, int64_t n, int v, int32_t ignore, bool vec,
                   ErrorSink sink) {
@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
 }
 
 template <class T, bool kWarp>
-__global__ void __launch_bounds__(kMaxThreads, 2)
+__global__ void __launch_bounds__(kMaxThreads)
     ce_bwd_kernel(T* dx, const T* x, const void* __restrict__ dloss, DType dloss_dtype,
                   const acc_t<T>* __restrict__ lse, const int32_t* __restrict__ targets, int64_t n,
                   int v, int32_t ignore, bool vec, ErrorSink sink) {
@@ -147,7 +147,7 @@ void cross_entropy_forward(const TensorView& loss, const TensorView& lse, const 
     using T = decltype(tag);
     using A = acc_t<T>;
     const bool vec = true;  // one array of rows
-    const RowPlan p = plan_rows(n, v, sizeof(T), vec, 0);
+    const RowPlan p = plan_rows(ctx, n, v, sizeof(T), vec, 0);
     auto* kernel = p.warp ? ce_fwd_kernel<T, true> : ce_fwd_kernel<T, false>;
     kernel<<<p.blocks, p.threads, 0, stream_of(ctx)>>>(loss.ptr<A>(), lse.ptr<A>(), logits.ptr<T>(),
                                                        targets.ptr<int32_t>(), n, v, ignore_index,
@@ -166,7 +166,7 @@ void cross_entropy_backward(const TensorView& dlogits, const TensorView& dloss,
     using T = decltype(tag);
     using A = acc_t<T>;
     const bool vec = same_alignment({logits.data, dlogits.data});
-    const RowPlan p = plan_rows(n, v, sizeof(T), vec, 0);
+    const RowPlan p = plan_rows(ctx, n, v, sizeof(T), vec, 0);
     auto* kernel = p.warp ? ce_bwd_kernel<T, true> : ce_bwd_kernel<T, false>;
     kernel<<<p.blocks, p.threads, 0, stream_of(ctx)>>>(
         dlogits.ptr<T>(), logits.ptr<T>(), dloss.data, dloss.dtype, lse.ptr<A>(),

@@ -39,7 +39,7 @@ constexpr BadTarget kHeadBadTarget{
 
 // Rows of one call: logits row r is token row0 + r (row0: the chunk's first token, for messages).
 template <class T, bool kEnt, bool kWarp>
-__global__ void __launch_bounds__(kMaxThreads, 2)
+__global__ void __launch_bounds__(kMaxThreads)
     lp_fwd_kernel(acc_t<T>* __restrict__ logprob, acc_t<T>* __restrict__ entropy,
                   acc_t<T>* __restrict__ lse, const T* __restrict__ x,
                   const int32_t* __restrict__ targets, int64_t n, int v, acc_t<T> inv_tau, bool vec,
@@ -97,18 +97,18 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
 // dz_j = dlogprob·([j = t] − p_j) − dentropy·p_j·(log p_j + H),  dlogits_j = dz_j / τ, with
 // log p_j = z_j − lse from the saved lse. dx may be x (in place).
 template <class T, bool kEnt, bool kWarp>
-__global__ void __launch_bounds__(kMaxThreads, 2)
+__global__ void __launch_bounds__(kMaxThreads)
     lp_bwd_kernel(T* dx, const T* x, const int32_t* __restrict__ targets,
                   const acc_t<T>* __restrict__ lse, const acc_t<T>* __restrict__ dlogprob,
                   const acc_t<T>* __restrict__ dentropy, int64_t n, int v, acc_t<T> inv_tau,
-                  bool vec, bool cache, ErrorSink sink, int64_t row0) {
+                  bool vec, bool cache, int cap, ErrorSink sink, int64_t row0) {
   using A = acc_t<T>;
   constexpr int P = kPack<T>;
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ A red[32];
   const Group<kWarp> g;
   RowCache<T> rc;
-  if (kEnt && cache) rc = RowCache<T>(smem, g.slot, v, vec);
+  if (kEnt && cache) rc = RowCache<T>(smem, g.slot, v, vec, cap);
   for (int64_t row = g.first_row(); row < n; row += g.row_stride()) {
     const T* xr = x + row * v;
     T* dxr = dx + row * v;
@@ -141,11 +141,11 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
                 k0, g.nt, sp.npack,
                 [&](int k) {
                   // Kept in L2 (plain load) when pass 2 reads it again from global memory.
-                  return cache ? load_pack_stream(xr + sp.head + k * P)
-                               : load_pack(xr + sp.head + k * P);
+                  return cache && rc.has(k) ? load_pack_stream(xr + sp.head + k * P)
+                                            : load_pack(xr + sp.head + k * P);
                 },
                 [&](int k, const Pack<T>& p) {
-                  if (cache) rc.packs[k] = p;
+                  if (cache && rc.has(k)) rc.packs[k] = p;
                   A z[P];
                   unpack(p, z);
 #pragma unroll
@@ -173,7 +173,8 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
           batches<kUnroll>(
               k0, g.nt, sp.npack,
               [&](int k) {
-                return (kEnt && cache) ? rc.packs[k] : load_pack_stream(xr + sp.head + k * P);
+                return (kEnt && cache && rc.has(k)) ? rc.packs[k]
+                                                    : load_pack_stream(xr + sp.head + k * P);
               },
               [&](int k, const Pack<T>& p) {
                 const int j0 = sp.head + k * P;
@@ -199,7 +200,7 @@ void launch_forward(const TensorView& logprob, const TensorView& entropy, const 
     using T = decltype(tag);
     using A = acc_t<T>;
     const bool vec = true;  // one array of rows
-    const RowPlan p = plan_rows(n, v, sizeof(T), vec, 0);
+    const RowPlan p = plan_rows(ctx, n, v, sizeof(T), vec, 0);
     const bool ent = entropy.defined();
     auto* kernel = ent ? (p.warp ? lp_fwd_kernel<T, true, true> : lp_fwd_kernel<T, true, false>)
                        : (p.warp ? lp_fwd_kernel<T, false, true> : lp_fwd_kernel<T, false, false>);
@@ -223,14 +224,14 @@ void launch_backward(const TensorView& dlogits, const TensorView& dlogprob,
     using A = acc_t<T>;
     const bool vec = same_alignment({logits.data, dlogits.data});
     const bool ent = dentropy.defined();
-    const RowPlan p = plan_rows(n, v, sizeof(T), vec, ent ? 1 : 0);
+    const RowPlan p = plan_rows(ctx, n, v, sizeof(T), vec, ent ? 1 : 0);
     auto* kernel = ent ? (p.warp ? lp_bwd_kernel<T, true, true> : lp_bwd_kernel<T, true, false>)
                        : (p.warp ? lp_bwd_kernel<T, false, true> : lp_bwd_kernel<T, false, false>);
     allow_smem(kernel, p);
     kernel<<<p.blocks, p.threads, p.smem, stream_of(ctx)>>>(
         dlogits.ptr<T>(), logits.ptr<T>(), targets.ptr<int32_t>(), lse.ptr<A>(), dlogprob.ptr<A>(),
         ent ? dentropy.ptr<A>() : nullptr, n, v, static_cast<A>(1.0 / temperature), vec, p.cache,
-        error_sink(ctx, what), row0);
+        p.cap, error_sink(ctx, what), row0);
     R1_CUDA_CHECK_LAUNCH();
   });
 }

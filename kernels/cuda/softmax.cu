@@ -14,8 +14,8 @@ namespace {
 using namespace vocab;
 
 template <class T, bool kLog, bool kWarp>
-__global__ void __launch_bounds__(kMaxThreads, 2)
-    softmax_fwd_kernel(T* y, const T* x, int64_t n, int v, bool vec, bool cache) {
+__global__ void __launch_bounds__(kMaxThreads)
+    softmax_fwd_kernel(T* y, const T* x, int64_t n, int v, bool vec, bool cache, int cap) {
   using A = acc_t<T>;
   using St = Stats<A, false>;
   constexpr int P = kPack<T>;
@@ -23,7 +23,7 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
   __shared__ St red[32];
   const Group<kWarp> g;
   RowCache<T> rc;
-  if (cache) rc = RowCache<T>(smem, g.slot, v, vec);
+  if (cache) rc = RowCache<T>(smem, g.slot, v, vec, cap);
   for (int64_t row = g.first_row(); row < n; row += g.row_stride()) {
     const T* xr = x + row * v;
     T* yr = y + row * v;
@@ -41,9 +41,14 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
         },
         [&](int k0) {
           batches<kUnroll>(
-              k0, g.nt, sp.npack, [&](int k) { return load_pack(xr + sp.head + k * P); },
+              k0, g.nt, sp.npack,
+              [&](int k) {
+                // Cached packs are not read again from global memory; the others stay in L2.
+                return cache && rc.has(k) ? load_pack_stream(xr + sp.head + k * P)
+                                          : load_pack(xr + sp.head + k * P);
+              },
               [&](int k, const Pack<T>& p) {
-                if (cache) rc.packs[k] = p;
+                if (cache && rc.has(k)) rc.packs[k] = p;
                 A z[P];
                 unpack(p, z);
                 st.add(z);
@@ -65,7 +70,9 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
         [&](int k0) {
           batches<kUnroll>(
               k0, g.nt, sp.npack,
-              [&](int k) { return cache ? rc.packs[k] : load_pack(xr + sp.head + k * P); },
+              [&](int k) {
+                return cache && rc.has(k) ? rc.packs[k] : load_pack_stream(xr + sp.head + k * P);
+              },
               [&](int k, const Pack<T>& p) {
                 A z[P];
                 unpack(p, z);
@@ -79,9 +86,9 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
 
 // dx = y·(dy − Σ dy·y) (softmax) or dx = dy − exp(y)·Σ dy (log-softmax).
 template <class T, bool kLog, bool kWarp>
-__global__ void __launch_bounds__(kMaxThreads, 2)
+__global__ void __launch_bounds__(kMaxThreads)
     softmax_bwd_kernel(T* dx, const T* dy, const T* __restrict__ y, int64_t n, int v, bool vec,
-                       bool cache) {
+                       bool cache, int cap) {
   using A = acc_t<T>;
   constexpr int P = kPack<T>;
   // Packs of each array in flight together: pass 1 loads dy (and y), pass 2 dy and y.
@@ -93,8 +100,8 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
   RowCache<T> cdy, cy;
   if (cache) {
     const int regions = kLog ? 1 : 2;
-    cdy = RowCache<T>(smem, g.slot * regions, v, vec);
-    if (!kLog) cy = RowCache<T>(smem, g.slot * regions + 1, v, vec);
+    cdy = RowCache<T>(smem, g.slot * regions, v, vec, cap);
+    if (!kLog) cy = RowCache<T>(smem, g.slot * regions + 1, v, vec, cap);
   }
   struct Two {
     Pack<T> a, b;
@@ -130,9 +137,9 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
                 return t;
               },
               [&](int k, const Two& t) {
-                if (cache) cdy.packs[k] = t.a;
-                if constexpr (!kLog) {
-                  if (cache) cy.packs[k] = t.b;
+                if (cache && cdy.has(k)) {
+                  cdy.packs[k] = t.a;
+                  if constexpr (!kLog) cy.packs[k] = t.b;
                 }
                 A d[P];
                 unpack(t.a, d);
@@ -162,9 +169,10 @@ __global__ void __launch_bounds__(kMaxThreads, 2)
           batches<kU2>(
               k0, g.nt, sp.npack,
               [&](int k) {
+                const bool c = cache && cdy.has(k);
                 Two t;
-                t.a = cache ? cdy.packs[k] : load_pack(dyr + sp.head + k * P);
-                t.b = (cache && !kLog) ? cy.packs[k] : load_pack(yr + sp.head + k * P);
+                t.a = c ? cdy.packs[k] : load_pack_stream(dyr + sp.head + k * P);
+                t.b = (c && !kLog) ? cy.packs[k] : load_pack_stream(yr + sp.head + k * P);
                 return t;
               },
               [&](int k, const Two& t) {
@@ -187,11 +195,11 @@ void forward(const TensorView& y, const TensorView& x, Context& ctx) {
   dispatch_float(x.dtype, kLog ? "log_softmax" : "softmax", [&](auto tag) {
     using T = decltype(tag);
     const bool vec = same_alignment({x.data, y.data});
-    const RowPlan p = plan_rows(n, v, sizeof(T), vec, 1);
+    const RowPlan p = plan_rows(ctx, n, v, sizeof(T), vec, 1);
     auto* kernel = p.warp ? softmax_fwd_kernel<T, kLog, true> : softmax_fwd_kernel<T, kLog, false>;
     allow_smem(kernel, p);
     kernel<<<p.blocks, p.threads, p.smem, stream_of(ctx)>>>(y.ptr<T>(), x.ptr<T>(), n, v, vec,
-                                                            p.cache);
+                                                            p.cache, p.cap);
     R1_CUDA_CHECK_LAUNCH();
   });
 }
@@ -204,11 +212,11 @@ void backward(const TensorView& dx, const TensorView& dy, const TensorView& y, C
   dispatch_float(y.dtype, kLog ? "log_softmax_backward" : "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
     const bool vec = same_alignment({dx.data, dy.data, y.data});
-    const RowPlan p = plan_rows(n, v, sizeof(T), vec, kLog ? 1 : 2);
+    const RowPlan p = plan_rows(ctx, n, v, sizeof(T), vec, kLog ? 1 : 2);
     auto* kernel = p.warp ? softmax_bwd_kernel<T, kLog, true> : softmax_bwd_kernel<T, kLog, false>;
     allow_smem(kernel, p);
     kernel<<<p.blocks, p.threads, p.smem, stream_of(ctx)>>>(dx.ptr<T>(), dy.ptr<T>(), y.ptr<T>(), n,
-                                                            v, vec, p.cache);
+                                                            v, vec, p.cache, p.cap);
     R1_CUDA_CHECK_LAUNCH();
   });
 }

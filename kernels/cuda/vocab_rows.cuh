@@ -15,9 +15,9 @@
 // like the CPU reference (whose sum there is Σ exp(NaN)).
 //
 // Row cache: kernels that need a second pass over a row (softmax and log_softmax forward, the
-// softmax backward, the log-prob backward with entropy) can keep the row in shared memory when it
-// fits (plan_rows decides); each element's slot belongs to the thread that reads it in both passes,
-// so no barrier guards the cache.
+// softmax backward, the log-prob backward with entropy) keep the row, or as much of it as fits,
+// in shared memory (plan_rows decides); each element's slot belongs to the thread that reads it in
+// both passes, so no barrier guards the cache.
 #pragma once
 
 #include <cmath>
@@ -29,10 +29,11 @@ namespace r1kit::kernels::cuda::vocab {
 
 inline constexpr int kUnroll = 4;            // packs in flight per thread
 inline constexpr int kWarpRowThreads = 256;  // warp-per-row blocks: 8 rows each
-inline constexpr int kMaxThreads = 512;      // block-per-row blocks
+inline constexpr int kMaxThreads =
+    1024;  // block-per-row blocks at most (launch bounds: <= 64 registers)
 // Rows of up to this many packs per lane go warp-per-row (4096 bf16, 2048 f32, 1024 f64).
 inline constexpr int64_t kWarpRowMaxPacksPerLane = 16;
-// Largest dynamic shared memory a block uses for its row cache (two 512-thread blocks per SM).
+// Largest dynamic shared memory a block caching whole rows uses (two 512-thread blocks per SM).
 inline constexpr int64_t kMaxCacheBytes = 100 * 1024;
 
 // ---- math in the accumulator type ------------------------------------------------------------
@@ -357,11 +358,12 @@ __device__ __forceinline__ Pack<T> pack(const acc_t<T> (&z)[kPack<T>]) {
 
 // ---- the row cache -----------------------------------------------------------------------------
 
-// Bytes of one cached row: the packs (at most v / P) then the scalar slots ([0, P) head, P + i
-// the tail's element i; the scalar path has head = tail = 0, so P + j for every element j).
-__host__ __device__ inline int64_t cache_row_bytes(int64_t v, int64_t elem, bool vec) {
+// One cached row: packs [0, cap) of the row (cap = v / P holds any row whole), then the scalar
+// slots ([0, P) the head, P + i the tail's element i; the scalar path has head = tail = 0 and
+// caches every element, slot P + j, with cap = 0). Packs >= cap are re-read from global memory.
+__host__ __device__ inline int64_t cache_row_bytes(int64_t v, int64_t elem, bool vec, int64_t cap) {
   const int64_t p = 16 / elem;
-  if (vec) return (v / p) * 16 + 2 * p * elem;
+  if (vec) return cap * 16 + 2 * p * elem;
   return ((p + v) * elem + 15) / 16 * 16;
 }
 
@@ -369,30 +371,40 @@ template <class T>
 struct RowCache {
   Pack<T>* packs = nullptr;
   T* scalars = nullptr;
+  int cap = 0;  // packs [0, cap) are cached
 
   __device__ __forceinline__ RowCache() = default;
-  // Region `index` of the dynamic shared memory, each cache_row_bytes(v) long.
-  __device__ __forceinline__ RowCache(unsigned char* smem, int index, int v, bool vec) {
-    const int64_t bytes = cache_row_bytes(v, sizeof(T), vec);
+  // Region `index` of the dynamic shared memory, each cache_row_bytes(v, .., cap) long.
+  __device__ __forceinline__ RowCache(unsigned char* smem, int index, int v, bool vec, int cap_) {
+    cap = vec ? cap_ : 0;
+    const int64_t bytes = cache_row_bytes(v, sizeof(T), vec, cap);
     unsigned char* base = smem + index * bytes;
     packs = reinterpret_cast<Pack<T>*>(base);
-    scalars = reinterpret_cast<T*>(base + (vec ? (v / kPack<T>)*16 : 0));
+    scalars = reinterpret_cast<T*>(base + static_cast<int64_t>(cap) * 16);
   }
+  __device__ __forceinline__ bool has(int k) const { return k < cap; }
 };
 
 // ---- launch planning ---------------------------------------------------------------------------
+
+inline constexpr int kBlockThreads = 512;  // block per row, the usual size
 
 struct RowPlan {
   bool warp = false;    // warp per row (else block per row)
   int threads = 0;      // per block
   unsigned blocks = 0;  // grid (rows visited grid-stride)
   bool cache = false;   // the row cache is on
+  int cap = 0;          // packs of each cached row kept in shared memory
   size_t smem = 0;      // dynamic shared memory per block (the row caches)
 };
 
-// n rows of v elements of `elem` bytes; cached_rows: how many arrays of the row the kernel caches
-// when it can (0: it needs no second pass).
-inline RowPlan plan_rows(int64_t n, int64_t v, int64_t elem, bool vec, int cached_rows) {
+// n rows of v elements of `elem` bytes; cached_rows: how many arrays of a row the kernel caches
+// when it can (0: it needs no second pass). A row cache that fits in kMaxCacheBytes per block keeps
+// whole rows (several blocks per SM); a longer row (block per row, vector path) keeps as many
+// packs as one 1024-thread block per SM can hold in shared memory, so the second pass re-reads
+// only the rest (a few MB over all SMs: L2 hits).
+inline RowPlan plan_rows(const Context& ctx, int64_t n, int64_t v, int64_t elem, bool vec,
+                         int cached_rows) {
   RowPlan p;
   const int64_t pack = 16 / elem;
   const int64_t packs = (v + pack - 1) / pack;
@@ -402,15 +414,29 @@ inline RowPlan plan_rows(int64_t n, int64_t v, int64_t elem, bool vec, int cache
     p.threads = kWarpRowThreads;
     groups_per_block = kWarpRowThreads / 32;
   } else {
-    p.threads = packs >= 8 * kMaxThreads ? kMaxThreads : 256;
+    p.threads = packs >= 8 * kBlockThreads ? kBlockThreads : 256;
   }
   const int64_t need = (n + groups_per_block - 1) / groups_per_block;
   p.blocks = static_cast<unsigned>(need < 1 ? 1 : (need > 0x7fffffff ? 0x7fffffff : need));
   if (cached_rows > 0) {
-    const int64_t bytes = groups_per_block * cached_rows * cache_row_bytes(v, elem, vec);
+    const int64_t whole = v / pack;
+    const int64_t bytes = groups_per_block * cached_rows * cache_row_bytes(v, elem, vec, whole);
     if (bytes <= kMaxCacheBytes) {
       p.cache = true;
+      p.cap = static_cast<int>(vec ? whole : 0);
       p.smem = static_cast<size_t>(bytes);
+    } else if (!p.warp && vec) {
+      int optin = 0;
+      R1_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                           ctx.device().index));
+      const int64_t budget = static_cast<int64_t>(optin) - 2048;  // the static reduction scratch
+      const int64_t cap = (budget / cached_rows - 2 * pack * elem) / 16;
+      if (cap > 0) {
+        p.threads = kMaxThreads;
+        p.cache = true;
+        p.cap = static_cast<int>(cap < whole ? cap : whole);
+        p.smem = static_cast<size_t>(cached_rows * cache_row_bytes(v, elem, vec, p.cap));
+      }
     }
   }
   return p;
