@@ -8,10 +8,11 @@
 // read from memory once.
 //
 // dw (+=) without atomics: each row group (warp or block) sums dy·x·rstd over the rows it visits in
-// registers and writes one fp32 (f64 for f64) partial row of a (groups, C) scratch; a second kernel
-// adds the partials in a fixed order. The grouping depends only on the shape and the device (its SM
-// count and occupancy), so results are deterministic. Rows too wide for the registers take dx and
-// dw in separate passes (dw partials over row chunks, then the same fixed-order sum).
+// shared memory (each thread its own columns) and writes one fp32 (f64 for f64) partial row of a
+// (groups, C) scratch; a second kernel adds the partials in a fixed order. The grouping depends
+// only on the shape and the device (its SM count and occupancy), so results are deterministic. Rows
+// too wide for the registers take dx and dw in separate passes (dw partials over row chunks, then
+// the same fixed-order sum).
 //
 // Dtypes: x, y (dx, dy) of one dtype T with w (dw) either T or f32 run the typed kernels (computed
 // in acc_t<T>); any other mix (allowed by the front-end, never with f64) runs on f32 stand-ins, as
@@ -174,25 +175,35 @@ __global__ void __launch_bounds__(512)
   __shared__ A scratch[32];
   const RowGroup<kWarp> g;
   const int units = c / V, lane = g.lane(), gs = g.size();
-  A dwa[kDW ? NP : 1][V];
+  // The group's dw accumulators: one row of C in dynamic shared memory per group, each thread
+  // touching only its own units' slots (thread-private, so no barriers; registers stay free for
+  // the loads in flight).
+  extern __shared__ __align__(16) unsigned char smem[];
+  A* dws = reinterpret_cast<A*>(smem) + (kWarp ? static_cast<int64_t>(threadIdx.x >> 5) * c : 0);
   if constexpr (kDW) {
+    Vec<A, V> zero;
 #pragma unroll
-    for (int k = 0; k < NP; ++k)
+    for (int j = 0; j < V; ++j) zero.v[j] = 0;
 #pragma unroll
-      for (int j = 0; j < V; ++j) dwa[k][j] = 0;
+    for (int k = 0; k < NP; ++k) {
+      const int u = lane + k * gs;
+      if (u < units) store_vec<A, V>(dws + static_cast<int64_t>(u) * V, zero);
+    }
   }
   for (int64_t row = g.first(); row < n; row += g.count()) {
     const T* xr = x + row * c;
     const T* dyr = dy + row * c;
     T* dxr = dx + row * c;
     const A r = static_cast<A>(rstd[row]);
-    Vec<T, V> xv[NP], gv[NP];
+    // x, dy and (accumulating) the old dx of the thread's units, all loads in flight at once.
+    Vec<T, V> xv[NP], gv[NP], ov[NP];
 #pragma unroll
     for (int k = 0; k < NP; ++k) {
       const int u = lane + k * gs;
       if (u >= units) continue;
       xv[k] = load_vec<T, V>(xr + static_cast<int64_t>(u) * V);
       gv[k] = load_vec<T, V>(dyr + static_cast<int64_t>(u) * V);
+      if (accumulate) ov[k] = load_vec<T, V>(dxr + static_cast<int64_t>(u) * V);
     }
     A dot = 0;
 #pragma unroll
@@ -220,16 +231,18 @@ __global__ void __launch_bounds__(512)
       if (u >= units) continue;
       const Vec<W, V> wv = load_vec<W, V>(w + static_cast<int64_t>(u) * V);
       Vec<T, V> o;
-      if (accumulate) o = load_vec<T, V>(dxr + static_cast<int64_t>(u) * V);
+      Vec<A, V> dwv;
+      if constexpr (kDW) dwv = load_vec<A, V>(dws + static_cast<int64_t>(u) * V);
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A xj = to_acc(xv[k].v[j]), gj = to_acc(gv[k].v[j]);
         A d = r * (as<A>(wv.v[j]) * gj - xj * kk);
-        if (accumulate) d = to_acc(o.v[j]) + d;
+        if (accumulate) d = to_acc(ov[k].v[j]) + d;
         o.v[j] = from_acc<T>(d);
-        if constexpr (kDW) dwa[k][j] += gj * xj * r;
+        if constexpr (kDW) dwv.v[j] += gj * xj * r;
       }
       store_vec<T, V>(dxr + static_cast<int64_t>(u) * V, o);
+      if constexpr (kDW) store_vec<A, V>(dws + static_cast<int64_t>(u) * V, dwv);
     }
     if constexpr (!kDW) {
       for (int u = lane + NP * gs; u < units; u += gs) {
@@ -253,11 +266,9 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
     for (int k = 0; k < NP; ++k) {
       const int u = lane + k * gs;
-      if (u >= units) continue;
-      Vec<A, V> o;
-#pragma unroll
-      for (int j = 0; j < V; ++j) o.v[j] = dwa[k][j];
-      store_vec<A, V>(pr + static_cast<int64_t>(u) * V, o);
+      if (u < units)
+        store_vec<A, V>(pr + static_cast<int64_t>(u) * V,
+                        load_vec<A, V>(dws + static_cast<int64_t>(u) * V));
     }
   }
 }
@@ -351,29 +362,35 @@ void backward_typed(const TensorView& dx, const TensorView& dw, const TensorView
   auto kernel = warp    ? backward_kernel<T, W, A, V, NP, true, true>
                 : fused ? backward_kernel<T, W, A, V, NP, false, true>
                         : backward_kernel<T, W, A, V, NP, false, false>;
+  const int64_t rows_per_block = warp ? kWarpBlock / 32 : 1;
+  // dw accumulators: one row per group in shared memory (above the default 48 KB for rows wider
+  // than 12288 bf16 elements).
+  const size_t smem = fused ? static_cast<size_t>(rows_per_block * c) * sizeof(A) : 0;
+  if (smem > 48 * 1024)
+    R1_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
   // One wave of resident blocks, grid-stride over rows: few partial rows to add up.
   int per_sm = 0;
-  R1_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
-  const int64_t rows_per_block = warp ? kWarpBlock / 32 : 1;
+  R1_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
   const int64_t grid = std::min<int64_t>(ceil_div(n, rows_per_block),
                                          static_cast<int64_t>(std::max(per_sm, 1)) * sm_count(ctx));
   const DType part_dtype = std::is_same_v<A, double> ? DType::f64 : DType::f32;
   int64_t groups = grid * rows_per_block;
   if (!fused) groups = std::min<int64_t>(n, 4 * static_cast<int64_t>(sm_count(ctx)));
   Tensor part = ctx.empty({groups, c}, part_dtype, "rmsnorm_backward.dw_partials");
-  kernel<<<static_cast<unsigned>(grid), threads, 0, stream>>>(dx.ptr<T>(), part.ptr<A>(),
-                                                              dy.ptr<T>(), x.ptr<T>(), w.ptr<W>(),
-                                                              rstd.ptr<A>(), n, c, accumulate);
-  R1_CUDA_CHECK_LAUNCH();
   const unsigned col_blocks = static_cast<unsigned>(ceil_div(c, kColTile));
   const dim3 col_threads(kColTile, kColSlices);
-  if (!fused) {
+  if (!fused) {  // before dx: dx may be dy
     const int64_t rows_per = ceil_div(n, groups);
     dw_partial_kernel<T, A>
         <<<dim3(col_blocks, static_cast<unsigned>(groups)), col_threads, 0, stream>>>(
             part.ptr<A>(), dy.ptr<T>(), x.ptr<T>(), rstd.ptr<A>(), n, c, rows_per);
     R1_CUDA_CHECK_LAUNCH();
   }
+  kernel<<<static_cast<unsigned>(grid), threads, smem, stream>>>(
+      dx.ptr<T>(), part.ptr<A>(), dy.ptr<T>(), x.ptr<T>(), w.ptr<W>(), rstd.ptr<A>(), n, c,
+      accumulate);
+  R1_CUDA_CHECK_LAUNCH();
   dw_sum_kernel<W, A>
       <<<col_blocks, col_threads, 0, stream>>>(dw.ptr<W>(), part.ptr<A>(), groups, c);
   R1_CUDA_CHECK_LAUNCH();
