@@ -4,6 +4,7 @@
 namespace r1kit::apps {
 void register_all(CLI::App& app) {
   register_info(app);
+  register_init(app);
   register_inspect(app);
 }
 }  // namespace r1kit::apps

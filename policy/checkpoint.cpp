@@ -567,8 +567,10 @@ Json save_checkpoint(const std::string& dir, const ModelConfig& config, const Te
     if (!fs::is_directory(target, ec))
       R1_THROW("cannot write a checkpoint to '{}': it exists and is not a directory", dir);
     if (!opts.overwrite)
-      R1_THROW("cannot write a checkpoint to '{}': the directory exists (overwrite it explicitly)",
-               dir);
+      R1_THROW(
+          "cannot write a checkpoint to '{}': the directory exists (set overwrite to replace it; "
+          "r1kit init --overwrite)",
+          dir);
   }
   if (!target.parent_path().empty()) {
     fs::create_directories(target.parent_path(), ec);

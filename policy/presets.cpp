@@ -100,7 +100,8 @@ ModelConfig dsv3_tiny() {
 // 5632 (2.75 C, V3: 2.57 C), expert width 640 (a multiple of 128 so FP8 blocks tile it; V3: 0.29
 // C), 8 groups of 8 experts with 4 kept per token (V3: 8 groups, 4 kept), sigmoid + noaux_tc,
 // norm_topk_prob, routed_scaling_factor 2.5, V3's YaRN (factor 40 over 4096 positions) and its
-// 129280-token vocabulary (the DeepSeek-V3 tokenizer). 4.7B parameters, about 1B active per token;
+// 129280-token vocabulary (the DeepSeek-V3 tokenizer). 4.64B parameters (+0.28B MTP), 0.96B active
+// per token;
 // fp32 master weights + AdamW state (16 bytes per parameter) fit one 141 GB GPU.
 ModelConfig dsv3_mini() {
   ModelConfig c = base(ModelArch::deepseek_v3);

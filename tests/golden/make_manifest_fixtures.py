@@ -26,7 +26,8 @@ checkpoints store module k at model.layers.{num_hidden_layers + k}.{embed_tokens
 eh_proj, shared_head.norm, shared_head.head} plus a full decoder block (self_attn.*, mlp.*,
 input_layernorm, post_attention_layernorm). transformers 5's MtpModel builds the same modules
 (mtp_block = the decoder block, post_norm = shared_head.norm, embed_tokens / shared_head shared with
-the main model); its state_dict is mapped back to DeepSeek's names here.
+the main model); its state_dict is mapped back to DeepSeek's names here, and check_mtp_naming()
+asserts that transformers' MtpModel.from_pretrained loads a checkpoint written under those names.
 
 FP8: DeepSeek's weight_dequant (inference/kernel.py) multiplies each e4m3 value by the f32 scale of
 its 128x128 block, y = x * s in f32; the script checks transformers' own _dequantize_fp8_weight
@@ -154,25 +155,57 @@ def split_fused(name, t):
     return out
 
 
-def mtp_checkpoint_tensors(model, num_mtp):
-    """The MTP modules of transformers' MtpModel under DeepSeek's checkpoint names."""
-    mtp = MtpModel(model, num_mtp)
+def deepseek_mtp_names(mtp, n_layers, num_mtp):
+    """The tensors of a transformers MtpModel under DeepSeek's checkpoint names: module k's
+    layers.k.mtp_block.X is model.layers.{n_layers + k}.X, post_norm is shared_head.norm, and each
+    module stores its own copy of the (shared) embedding and head."""
     sd = mtp.state_dict()
-    n_layers = model.config.num_hidden_layers
     out = {}
     for name, t in sd.items():
         if name in ("embed_tokens.weight", "shared_head.weight"):
-            continue  # shared with the main model; DeepSeek stores a copy per module (below)
+            continue
         _, k, rest = name.split(".", 2)
         rest = rest.replace("mtp_block.", "", 1).replace("post_norm.", "shared_head.norm.", 1)
-        for n2, t2 in split_fused(f"model.layers.{n_layers + int(k)}.{rest}", t).items():
-            out[n2] = t2
+        out.update(split_fused(f"model.layers.{n_layers + int(k)}.{rest}", t))
     for k in range(num_mtp):
         out[f"model.layers.{n_layers + k}.embed_tokens.weight"] = sd["embed_tokens.weight"]
         out[f"model.layers.{n_layers + k}.shared_head.head.weight"] = sd["shared_head.weight"]
+    return out
+
+
+def mtp_checkpoint_tensors(model, num_mtp):
+    """The MTP modules of transformers' MtpModel under DeepSeek's names, and their parameter count
+    without the shared embedding and head."""
+    mtp = MtpModel(model, num_mtp)
     unique = sum(p.numel() for n, p in mtp.named_parameters()
                  if n not in ("embed_tokens.weight", "shared_head.weight"))
-    return out, unique
+    return deepseek_mtp_names(mtp, model.config.num_hidden_layers, num_mtp), unique
+
+
+def check_mtp_naming():
+    """The MTP names written to the fixtures are the ones transformers' own MTP loader reads:
+    transformers only recognises DeepSeek-V3's MTP at model.layers.61, so a 61-layer tiny model is
+    saved with its MTP module under our names and loaded back with MtpModel.from_pretrained."""
+    torch.manual_seed(3)
+    config = DeepseekV3Config(**dict(DS_COMMON, hidden_size=16, intermediate_size=16,
+                                     moe_intermediate_size=8, num_hidden_layers=61, q_lora_rank=8,
+                                     n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2,
+                                     n_group=2, topk_group=1, first_k_dense_replace=1,
+                                     num_nextn_predict_layers=1))
+    model = DeepseekV3ForCausalLM(config)
+    mtp, _ = mtp_checkpoint_tensors(model, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        path = os.path.join(tmp, "model.safetensors")
+        tensors = read_checkpoint(path)
+        tensors.update({k: v.contiguous().clone() for k, v in mtp.items()})
+        save_file(tensors, path, metadata={"format": "pt"})
+        main = DeepseekV3ForCausalLM.from_pretrained(tmp)
+        loaded = MtpModel.from_pretrained(main)  # raises when an MTP weight is missing
+        again = deepseek_mtp_names(loaded, 61, 1)
+    for k, v in mtp.items():
+        assert torch.equal(again[k], v), f"MTP tensor {k} did not round-trip through transformers"
+    print(f"MTP naming: transformers' MtpModel.from_pretrained loads all {len(mtp)} tensors")
 
 
 def listing(tensors, with_dtype=False):
@@ -411,6 +444,7 @@ def main():
         make_real(name, args.out)
     make_fp8(args.out)
     make_fused(args.out)
+    check_mtp_naming()
     if args.r1kit and not check_r1kit(args.r1kit):
         sys.exit(1)
 
