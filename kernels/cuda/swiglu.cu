@@ -3,7 +3,8 @@
 // are). A unit is a 16-byte pack when every pointer and row stride is 16-byte aligned and H is a
 // multiple of the pack, else one element. Computed in acc_t; σ uses the full-precision expf for
 // f32/f64 data and the fast __expf for bf16/f16 (whose rounding is 2^-8 / 2^-11, far above its
-// error). Mixed dtypes (never with f64) run on f32 stand-ins, as the CPU reference does.
+// error), and 1 − σ(g) is formed without cancellation. Mixed dtypes (never with f64) run on f32
+// stand-ins, as the CPU reference does.
 #include "kernels/cuda/common.cuh"
 #include "kernels/swiglu.h"
 
@@ -47,15 +48,23 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
   }
 }
 
-// σ(g) = 1 / (1 + e^−g), in the accumulator type of T.
+// e^−g in the accumulator type of T: expf/exp for f32/f64, the fast __expf for bf16/f16.
 template <class T>
-__device__ __forceinline__ acc_t<T> sigmoid(acc_t<T> g) {
+__device__ __forceinline__ acc_t<T> exp_neg(acc_t<T> g) {
   if constexpr (std::is_same_v<T, double>) {
-    return 1.0 / (1.0 + exp(-g));
+    return exp(-g);
   } else if constexpr (std::is_same_v<T, float>) {
-    return 1.0f / (1.0f + expf(-g));
+    return expf(-g);
   } else {
-    return __frcp_rn(1.0f + __expf(-g));
+    return __expf(-g);
+  }
+}
+template <class T>
+__device__ __forceinline__ acc_t<T> recip(acc_t<T> v) {
+  if constexpr (std::is_same_v<T, double> || std::is_same_v<T, float>) {
+    return acc_t<T>(1) / v;
+  } else {
+    return __frcp_rn(v);
   }
 }
 
@@ -97,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const A gj = to_acc(g.v[j]);
-      o.v[j] = from_acc<T>(gj * sigmoid<T>(gj) * to_acc(u.v[j]));
+      o.v[j] = from_acc<T>(gj * recip<T>(A(1) + exp_neg<T>(gj)) * to_acc(u.v[j]));
     }
     store_vec<T, V>(out + row * r.stride[0] + col, o);
   }
@@ -123,8 +132,11 @@ __global__ void __launch_bounds__(kThreads)
     Vec<T, V> og, ou;
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      const A gj = to_acc(g.v[j]), dyj = to_acc(dy.v[j]), s = sigmoid<T>(gj);
-      og.v[j] = from_acc<T>(dyj * to_acc(u.v[j]) * s * (A(1) + gj * (A(1) - s)));
+      const A gj = to_acc(g.v[j]), dyj = to_acc(dy.v[j]), e = exp_neg<T>(gj);
+      const A s = recip<T>(A(1) + e);
+      // 1 − σ(g) = e^−g·σ(g) without the cancellation of 1 − s for g > 0 (where e^−g is finite).
+      const A oms = gj > A(0) ? e * s : A(1) - s;
+      og.v[j] = from_acc<T>(dyj * to_acc(u.v[j]) * s * (A(1) + gj * oms));
       ou.v[j] = from_acc<T>(dyj * gj * s);
     }
     store_vec<T, V>(dgate + row * r.stride[0] + col, og);
