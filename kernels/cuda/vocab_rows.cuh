@@ -29,8 +29,8 @@ namespace r1kit::kernels::cuda::vocab {
 
 inline constexpr int kUnroll = 4;            // packs in flight per thread
 inline constexpr int kWarpRowThreads = 256;  // warp-per-row blocks: 8 rows each
-inline constexpr int kMaxThreads =
-    1024;  // block-per-row blocks at most (launch bounds: <= 64 registers)
+// Block-per-row blocks have at most this many threads (the launch bounds: <= 64 registers).
+inline constexpr int kMaxThreads = 1024;
 // Rows of up to this many packs per lane go warp-per-row (4096 bf16, 2048 f32, 1024 f64).
 inline constexpr int64_t kWarpRowMaxPacksPerLane = 16;
 // Largest dynamic shared memory a block caching whole rows uses (two 512-thread blocks per SM).
