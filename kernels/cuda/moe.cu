@@ -15,10 +15,11 @@
 // Counts: integer atomics (warp-aggregated with __match_any_sync), deterministic.
 //
 // Permutation: a stable counting sort of the N·K (token, slot) pairs by expert. (1) Per chunk of
-// `ch` pairs (a multiple of 32), a count per expert; (2) one block turns the counts into
-// per-(chunk, expert) starting ranks and expert_offsets (an exclusive scan); (3) one warp per chunk
-// walks its pairs in order, 32 at a time, ranking equal experts with __match_any_sync, so each
-// expert's rows are in increasing f = n·K + k — the CPU's order, with no order-dependent atomics.
+// `ch` pairs (a multiple of 32), a count per expert; (2) a warp per expert turns its counts into
+// per-chunk starting ranks, and one block scans the expert totals into expert_offsets; (3) one warp
+// per chunk walks its pairs in order, 32 at a time, ranking equal experts with __match_any_sync
+// (running ranks in shared memory), so each expert's rows are in increasing f = n·K + k — the
+// CPU's order, with no order-dependent atomics.
 // Step (3) also writes the inverse pos[f]; the rows are then copied one token at a time: each
 // token's row is read once and stored to its K permuted rows, in 16-byte words when rows and
 // pointers allow (the row copy is dtype-agnostic), so the copy moves N·C + N·K·C elements.
@@ -481,18 +482,31 @@ __global__ void count_kernel(C* __restrict__ counts, const int32_t* __restrict__
 // ---------------------------------------------------------------------------------
 
 // hist (nch, e): per-chunk counts -> per-chunk starting ranks within each expert (exclusive over
-// chunks); offsets (e + 1): the exclusive scan of the expert totals. One block.
-__global__ void perm_scan_kernel(int32_t* __restrict__ hist, int32_t* __restrict__ offsets, int nch,
-                                 int e) {
-  for (int x = threadIdx.x; x < e; x += blockDim.x) {
-    int run = 0;
-    for (int c = 0; c < nch; ++c) {
-      const int v = hist[static_cast<int64_t>(c) * e + x];
-      hist[static_cast<int64_t>(c) * e + x] = run;
-      run += v;
+// chunks), one warp per expert scanning 32 chunks at a time; offsets[x + 1] = expert x's total.
+__global__ void perm_chunk_scan_kernel(int32_t* __restrict__ hist, int32_t* __restrict__ offsets,
+                                       int nch, int e) {
+  const int lane = threadIdx.x & 31;
+  const int x = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (x >= e) return;  // the whole warp
+  int carry = 0;
+  for (int c0 = 0; c0 < nch; c0 += 32) {
+    const int c = c0 + lane;
+    const int v = c < nch ? hist[static_cast<int64_t>(c) * e + x] : 0;
+    int incl = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(kFull, incl, o);
+      if (lane >= o) incl += y;
     }
-    offsets[x + 1] = run;
+    if (c < nch) hist[static_cast<int64_t>(c) * e + x] = carry + incl - v;
+    carry += __shfl_sync(kFull, incl, 31);
   }
+  if (lane == 0) offsets[x + 1] = carry;
+}
+
+// offsets (e + 1): offsets[0] = 0 and offsets[1..e] (the expert totals) -> their inclusive scan,
+// so offsets is the exclusive scan of the totals. One block.
+__global__ void perm_offsets_kernel(int32_t* __restrict__ offsets, int e) {
   __shared__ int warp_total[32];
   __shared__ int carry;
   if (threadIdx.x == 0) {
@@ -530,32 +544,47 @@ __global__ void perm_scan_kernel(int32_t* __restrict__ hist, int32_t* __restrict
 }
 
 // One warp per chunk: walks the chunk's pairs in order, 32 at a time; equal experts in a group of
-// 32 are ranked by lane (__match_any_sync), and the chunk's running rank per expert lives in its
-// hist row. perm[p] = f and pos[f] = p (-1 for a bad id).
+// 32 are ranked by lane (__match_any_sync), and the chunk's running rank per expert starts at its
+// hist row. kShared: the running ranks (per warp) and the offsets (per block) live in shared
+// memory, else in global memory (hist itself; very large E). perm[p] = f and pos[f] = p (-1 for a
+// bad id).
+template <bool kShared>
 __global__ void perm_place_kernel(int32_t* __restrict__ perm, int32_t* __restrict__ pos,
                                   int32_t* __restrict__ hist, const int32_t* __restrict__ offsets,
                                   const int32_t* __restrict__ ids, int64_t m, int e, int64_t chunk,
                                   int64_t nch) {
-  const int lane = threadIdx.x & 31;
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (c >= nch) return;  // the whole warp
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + warp;
+  const int32_t* off = offsets;
   int32_t* hc = hist + c * e;
+  if constexpr (kShared) {
+    int32_t* off_s = reinterpret_cast<int32_t*>(smem);
+    int32_t* hc_s = off_s + e + warp * e;
+    for (int x = threadIdx.x; x < e; x += blockDim.x) off_s[x] = offsets[x];
+    if (c < nch)
+      for (int x = lane; x < e; x += 32) hc_s[x] = hc[x];
+    __syncthreads();
+    off = off_s;
+    hc = hc_s;
+  }
+  if (c >= nch) return;  // the whole warp
   const int64_t end = min(m, (c + 1) * chunk);
-  for (int64_t f0 = c * chunk; f0 < end; f0 += 32) {
-    const int64_t f = f0 + lane;
-    int id = -1;
-    if (f < end) {
-      id = ids[f];
-      if (id < 0 || id >= e) {
-        id = -1;
-        pos[f] = -1;
-      }
+  int64_t f = c * chunk + lane;
+  int next = f < end ? ids[f] : -1;
+  for (int64_t f0 = c * chunk; f0 < end; f0 += 32, f += 32) {
+    int id = next;
+    next = f + 32 < end ? ids[f + 32] : -1;  // the next group's id, loaded ahead
+    if (f < end && (id < 0 || id >= e)) {
+      id = -1;
+      pos[f] = -1;
     }
+    if (f >= end) id = -1;
     const unsigned peers = __match_any_sync(kFull, id);
     int rank = 0;
     if (id >= 0) {
       rank = hc[id];
-      const int p = offsets[id] + rank + __popc(peers & ((1u << lane) - 1u));
+      const int p = off[id] + rank + __popc(peers & ((1u << lane) - 1u));
       perm[p] = static_cast<int32_t>(f);
       pos[f] = p;
     }
@@ -920,8 +949,9 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
     R1_CUDA_CHECK(cudaMemsetAsync(expert_offsets.data, 0, expert_offsets.nbytes(), stream));
     return;
   }
-  // Chunks of a multiple of 32 pairs, at most ~256 of them (the scan walks them per expert).
-  const int64_t chunk = std::max<int64_t>(256, ((m + 255) / 256 + 31) / 32 * 32);
+  // Chunks of a multiple of 32 pairs (at least 256), at most ~1024 of them: each is walked by one
+  // warp, and each expert's scan walks the chunks 32 at a time.
+  const int64_t chunk = std::max<int64_t>(256, ((m + 1023) / 1024 + 31) / 32 * 32);
   const int64_t nch = (m + chunk - 1) / chunk;
   Tensor hist = ctx.empty({nch, e}, DType::i32, "moe_perm_hist");
   Tensor pos = ctx.empty({m}, DType::i32, "moe_pos");
@@ -931,13 +961,25 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
   count_kernel<int32_t><<<grid_for(ctx, m, 256), 256, 0, stream>>>(
       hist.ptr<int32_t>(), topk_idx.ptr<int32_t>(), m, k, ei, chunk, sink);
   R1_CUDA_CHECK_LAUNCH();
-  perm_scan_kernel<<<1, 1024, 0, stream>>>(hist.ptr<int32_t>(), expert_offsets.ptr<int32_t>(),
-                                           static_cast<int>(nch), ei);
+  perm_chunk_scan_kernel<<<static_cast<unsigned>((e + 7) / 8), 256, 0, stream>>>(
+      hist.ptr<int32_t>(), expert_offsets.ptr<int32_t>(), static_cast<int>(nch), ei);
   R1_CUDA_CHECK_LAUNCH();
-  const int wpb = 4;
-  perm_place_kernel<<<static_cast<unsigned>((nch + wpb - 1) / wpb), wpb * 32, 0, stream>>>(
-      perm_index.ptr<int32_t>(), pos.ptr<int32_t>(), hist.ptr<int32_t>(),
-      expert_offsets.ptr<int32_t>(), topk_idx.ptr<int32_t>(), m, ei, chunk, nch);
+  perm_offsets_kernel<<<1, 1024, 0, stream>>>(expert_offsets.ptr<int32_t>(), ei);
+  R1_CUDA_CHECK_LAUNCH();
+  // Shared running ranks when the block's (warps + 1) rows of E ints fit in 48 KiB.
+  int wpb = 4;
+  while (wpb > 1 && static_cast<size_t>(wpb + 1) * e * 4 > 48 * 1024) wpb /= 2;
+  const size_t smem = static_cast<size_t>(wpb + 1) * e * 4;
+  const unsigned grid = static_cast<unsigned>((nch + wpb - 1) / wpb);
+  if (smem <= 48 * 1024) {
+    perm_place_kernel<true><<<grid, wpb * 32, smem, stream>>>(
+        perm_index.ptr<int32_t>(), pos.ptr<int32_t>(), hist.ptr<int32_t>(),
+        expert_offsets.ptr<int32_t>(), topk_idx.ptr<int32_t>(), m, ei, chunk, nch);
+  } else {
+    perm_place_kernel<false><<<grid, wpb * 32, 0, stream>>>(
+        perm_index.ptr<int32_t>(), pos.ptr<int32_t>(), hist.ptr<int32_t>(),
+        expert_offsets.ptr<int32_t>(), topk_idx.ptr<int32_t>(), m, ei, chunk, nch);
+  }
   R1_CUDA_CHECK_LAUNCH();
   // x_perm[pos(n, k)] = x[n], in the widest word the rows and pointers allow.
   const int64_t row_bytes = x.shape[1] * static_cast<int64_t>(dtype_size(x.dtype));
