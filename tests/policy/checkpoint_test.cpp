@@ -203,7 +203,8 @@ TEST(Checkpoint, TruncatedShardNamesFile) {
   for (const auto& e : fs::directory_iterator(ck))
     if (e.path().extension() == ".safetensors") path = e.path().string();
   fs::resize_file(path, fs::file_size(path) - 7);
-  expect_error_contains([&] { Checkpoint::open(ck); }, {fs::path(path).filename().string()});
+  expect_error_contains([&] { Checkpoint::open(ck); },
+                        {fs::path(path).filename().string(), "truncated", "index.json"});
 }
 
 // Writes a one-file checkpoint of `c` from `values` with the tensor list edited by `edit`.
@@ -364,26 +365,25 @@ TEST(Checkpoint, Fp8MissingOrBadScales) {
                         {victim, "(5, 1)", "(2, 1)"});
 }
 
-// DeepSeek's per-expert FP8 tensors merged into fused gate_up_proj / down_proj (+ _scale_inv, the
-// gate and up scales concatenated) load to the same values.
-TEST(Checkpoint, Fp8FusedExpertsEqualPerExpert) {
-  ScratchDir dir;
-  const Checkpoint per = Checkpoint::open(data("fp8"));
-  const ModelConfig& c = per.config();
-  const int64_t E = c.n_routed_experts;
+// DeepSeek's per-expert FP8 tensors of tests/policy/data/fp8 merged into fused gate_up_proj /
+// down_proj (+ _scale_inv). The gate_up scales are the gate and up scales concatenated, or, with
+// blocks_over_fused_rows, one block row per expert over the fused 2I = 16 rows (the gate's scales).
+std::string write_fused_fp8(const ScratchDir& dir, const std::string& name,
+                            bool blocks_over_fused_rows) {
+  const int64_t E = Checkpoint::open(data("fp8")).config().n_routed_experts;
   const SafetensorsFile f = SafetensorsFile::open(data("fp8/model.safetensors"));
   std::vector<std::vector<uint8_t>> keep;
-  auto concat = [&](const std::vector<std::string>& names, Shape shape) {
+  keep.reserve(8);
+  auto concat = [&](const std::vector<std::string>& names) {
     std::vector<uint8_t> out;
     for (const auto& n : names) {
       const auto b = f.bytes(n);
       out.insert(out.end(), b.begin(), b.end());
     }
     keep.push_back(std::move(out));
-    return std::pair<const std::vector<uint8_t>*, Shape>(&keep.back(), shape);
+    return &keep.back();
   };
-  keep.reserve(8);
-  rewrite(data("fp8"), dir.file("fused"),
+  rewrite(data("fp8"), dir.file(name),
           [&](SafetensorsWriter& w, const SafetensorsFile& src, const std::string& n) {
             if (n.find("mlp.experts.") == std::string::npos) {
               copy_tensor(w, src, n);
@@ -397,27 +397,93 @@ TEST(Checkpoint, Fp8FusedExpertsEqualPerExpert) {
               std::vector<std::string> gu, dn;
               for (int64_t e = 0; e < E; ++e) {
                 gu.push_back(fmt::format("{}{}.gate_proj.{}", p, e, suffix));
-                gu.push_back(fmt::format("{}{}.up_proj.{}", p, e, suffix));
+                if (!(scale && blocks_over_fused_rows))
+                  gu.push_back(fmt::format("{}{}.up_proj.{}", p, e, suffix));
                 dn.push_back(fmt::format("{}{}.down_proj.{}", p, e, suffix));
               }
               const auto& g0 = src.info(gu[0]);
               const auto& d0 = src.info(dn[0]);
-              auto [gbytes, gshape] = concat(gu, {E, 2 * g0.shape[0], g0.shape[1]});
-              auto [dbytes, dshape] = concat(dn, {E, d0.shape[0], d0.shape[1]});
+              const int64_t rows = (scale && blocks_over_fused_rows) ? 1 : 2 * g0.shape[0];
+              const auto* gbytes = concat(gu);
+              const auto* dbytes = concat(dn);
               const std::string tail = scale ? "_scale_inv" : "";
-              w.add(p + "gate_up_proj" + tail, g0.dtype, gshape,
+              w.add(p + "gate_up_proj" + tail, g0.dtype, {E, rows, g0.shape[1]},
                     [gbytes](void* dst) { std::memcpy(dst, gbytes->data(), gbytes->size()); });
-              w.add(p + "down_proj" + tail, d0.dtype, dshape,
+              w.add(p + "down_proj" + tail, d0.dtype, {E, d0.shape[0], d0.shape[1]},
                     [dbytes](void* dst) { std::memcpy(dst, dbytes->data(), dbytes->size()); });
             }
           });
-  const Checkpoint fused = Checkpoint::open(dir.file("fused"));
+  return dir.file(name);
+}
+
+TEST(Checkpoint, Fp8FusedExpertsEqualPerExpert) {
+  ScratchDir dir;
+  const Checkpoint per = Checkpoint::open(data("fp8"));
+  const Checkpoint fused = Checkpoint::open(write_fused_fp8(dir, "fused", false));
   const auto r = fused.check();
   EXPECT_TRUE(r.complete()) << r.missing[0];
   EXPECT_TRUE(r.unexpected.empty());
-  EXPECT_EQ(r.fused_expert_tensors, 3 * E);
+  EXPECT_EQ(r.fused_expert_tensors, 3 * per.config().n_routed_experts);
   EXPECT_EQ(r.fp8_tensors, 13);
   expect_same_values(load_all(per), load_all(fused));
+}
+
+// Scales blocked over the fused rows: row r of up_proj uses block row (I + r) / 128 = 0.
+TEST(Checkpoint, Fp8FusedScalesOverFusedRows) {
+  ScratchDir dir;
+  const Checkpoint per = Checkpoint::open(data("fp8"));
+  const Checkpoint fused = Checkpoint::open(write_fused_fp8(dir, "fused", true));
+  EXPECT_TRUE(fused.check().complete());
+  const SafetensorsFile f = SafetensorsFile::open(data("fp8/model.safetensors"));
+  for (int64_t e = 0; e < per.config().n_routed_experts; ++e) {
+    const std::string p = fmt::format("model.layers.0.mlp.experts.{}.", e);
+    const ParamSpec& up = fused.spec(p + "up_proj.weight");
+    std::vector<float> got(static_cast<size_t>(up.numel())), want(got.size());
+    fused.load(up, f32_view(got, up));
+    dequantize_fp8_blocks(f32_view(want, up), f.view(p + "up_proj.weight"),
+                          f.view(p + "gate_proj.weight_scale_inv"), 128, 128, 8);
+    EXPECT_TRUE(bits_equal(got, want)) << up.name;
+    const ParamSpec& gate = fused.spec(p + "gate_proj.weight");
+    std::vector<float> g1(static_cast<size_t>(gate.numel())), g2(g1.size());
+    fused.load(gate, f32_view(g1, gate));
+    per.load(gate, f32_view(g2, gate));
+    EXPECT_TRUE(bits_equal(g1, g2)) << gate.name;
+  }
+}
+
+// Scales stored as bf16 or as e8m0 exponents dequantise like their f32 values.
+TEST(Checkpoint, Fp8ScaleDtypes) {
+  const SafetensorsFile blocks = SafetensorsFile::open(data("fp8/blocks.safetensors"));
+  const TensorView q = blocks.view("w.weight");
+  const std::vector<float> s32 = as_f32(blocks, "w.weight_scale_inv");
+  std::vector<uint16_t> s16(s32.size());
+  std::vector<uint8_t> s8(s32.size());
+  std::vector<float> as16(s32.size()), as8(s32.size());
+  for (size_t i = 0; i < s32.size(); ++i) {
+    s16[i] = f32_to_bf16_bits(s32[i]);
+    as16[i] = bf16_bits_to_f32(s16[i]);
+    const int e = static_cast<int>(std::lround(std::log2(s32[i])));
+    s8[i] = static_cast<uint8_t>(e + 127);
+    as8[i] = std::ldexp(1.0f, e);
+  }
+  auto run = [&](void* scale, DType dt) {
+    std::vector<float> out(130 * 140);
+    dequantize_fp8_blocks(TensorView(out.data(), DType::f32, Device::cpu(), {130, 140}, "out"), q,
+                          TensorView(scale, dt, Device::cpu(), {2, 2}, "s"), 128, 128);
+    return out;
+  };
+  EXPECT_TRUE(bits_equal(run(s16.data(), DType::bf16), run(as16.data(), DType::f32)));
+  EXPECT_TRUE(bits_equal(run(s8.data(), DType::f8_e8m0), run(as8.data(), DType::f32)));
+  // Scales that do not cover the matrix are an error naming both.
+  std::vector<float> small(2, 1.0f);
+  expect_error_contains(
+      [&] {
+        std::vector<float> out(130 * 140);
+        dequantize_fp8_blocks(TensorView(out.data(), DType::f32, Device::cpu(), {130, 140}, "out"),
+                              q, TensorView(small.data(), DType::f32, Device::cpu(), {1, 2}, "s"),
+                              128, 128);
+      },
+      {"w.weight", "(1, 2)"});
 }
 
 // transformers 5 holds experts fused; save_pretrained writes them per expert. Both load the same.
