@@ -121,26 +121,33 @@ void launch_bwd_dkdv(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t strea
 template <class T, int KD, int VD>
 void launch_bwd_dq(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream);
 
-// Tensor-core forward (bf16 / f16; attention_tc_fwd.cu): 4 warps, 64 query rows x 64 keys per
-// step, Q / K / V tiles in shared memory as stored, rows padded by 8 elements.
-constexpr int kTcThreads = 128, kTcBM = 64, kTcBN = 64;
-constexpr size_t tc_fwd_smem_bytes(int kd, int vd) {
-  return static_cast<size_t>(kTcBM * (kd + 8) + kTcBN * (kd + 8) + kTcBN * (vd + 8)) * 2;
+// Tensor-core forward (bf16 / f16; attention_tc_fwd.cu): 4 warps, 64 query rows; Q and two
+// stages of K + V (BN keys) in shared memory as stored, rows padded by 8 elements. BN = 64 where
+// that fits the budget, else 32 (the 256 bucket).
+constexpr int kTcThreads = 128, kTcBM = 64;
+constexpr size_t tc_fwd_smem_bytes(int kd, int vd, int bn) {
+  return static_cast<size_t>(kTcBM * (kd + 8) + 2 * bn * (kd + 8 + vd + 8)) * 2;
 }
-static_assert(tc_fwd_smem_bytes(256, 256) <= kSmemBudget);
+constexpr int tc_fwd_bn(int kd, int vd) {
+  return tc_fwd_smem_bytes(kd, vd, 64) <= kSmemBudget ? 64 : 32;
+}
+static_assert(tc_fwd_smem_bytes(256, 256, tc_fwd_bn(256, 256)) <= kSmemBudget);
 template <class T, int KD, int VD>
 void launch_fwd_tc(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream);
 
 // Tensor-core backward (bf16 / f16, buckets up to 192/128; attention_tc_bwd.cu): dk/dv blocks of
-// 64 keys stepping over 32 queries, dq blocks of 64 queries (kTcBM) stepping over 32 keys.
+// 64 keys stepping over 32 queries (two stages of Q, dO, lse, D), dq blocks of 64 queries (kTcBM)
+// stepping over 32 keys (two stages of K, V).
 constexpr int kTcBwdKeys = 64, kTcBwdQueries = 32, kTcDqKeys = 32;
 constexpr size_t tc_dkdv_smem_bytes(int kd, int vd) {
-  return static_cast<size_t>(kTcBwdKeys * (kd + vd + 16) + kTcBwdQueries * (kd + vd + 16)) * 2 +
-         2 * kTcBwdQueries * sizeof(float);
+  return static_cast<size_t>(kTcBwdKeys + 2 * kTcBwdQueries) * (kd + vd + 16) * 2 +
+         2 * 2 * kTcBwdQueries * sizeof(float);
 }
 constexpr size_t tc_dq_smem_bytes(int kd, int vd) {
-  return static_cast<size_t>(kTcBM * (kd + vd + 16) + kTcDqKeys * (kd + vd + 16)) * 2;
+  return static_cast<size_t>(kTcBM + 2 * kTcDqKeys) * (kd + vd + 16) * 2;
 }
+static_assert(tc_dkdv_smem_bytes(192, 128) <= kSmemBudget &&
+              tc_dq_smem_bytes(192, 128) <= kSmemBudget);
 // Launches the dk/dv kernel over key_tiles (kTcBwdKeys rows each) and the dq kernel over
 // query_tiles (kTcBM rows each); D must be in p.dd.
 template <class T, int KD, int VD>

@@ -1,38 +1,17 @@
-// Tensor-core primitives of the attention kernels: mma.sync m16n8k16 with bf16 or f16 operands and
-// fp32 accumulators (sm_80 and later), and packing of two floats into one operand register.
+// Building blocks of the tensor-core attention kernels (attention_tc_fwd.cu, attention_tc_bwd.cu):
+// warp-level 16-row products on shared tiles through ldmatrix + mma.sync (attention_ptx.cuh has
+// the instructions and their register layouts), an asynchronous (cp.async) shared-tile loader,
+// operand packing and quad reductions.
 //
-// Register layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"), lane = 4·g + t:
-//   A (16 x 16, row major), 4 registers of 2 elements (low half first):
-//     a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8, 2t+9], a3 = A[g+8][2t+8, 2t+9]
-//   B (16 x 8, k x n), 2 registers: b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g]
-//   C, D (16 x 8, fp32): c0, c1 = C[g][2t, 2t+1], c2, c3 = C[g+8][2t, 2t+1]
-// Also the raw (unconverted) shared-tile loader and the quad (4-lane) reductions of the
-// tensor-core kernels.
-#ifndef R1KIT_KERNELS_CUDA_ATTENTION_MMA_CUH
-#define R1KIT_KERNELS_CUDA_ATTENTION_MMA_CUH
+// Shared tiles hold bf16 / f16 as stored, rows of COLS + 8 elements: every ldmatrix row address
+// is 16-byte aligned and the 8 rows of one 8 x 8 matrix fall in 8 different 16-byte bank groups
+// (the row pitch is 16 bytes more than a multiple of 128), so the loads are conflict-free.
+#pragma once
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/attention_ptx.cuh"
 
 namespace r1kit::kernels::cuda::attn {
-
-// d += a · b for one 16 x 8 x 16 tile; T is bf16 or f16.
-template <class T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
-                                          const uint32_t (&b)[2]) {
-  if constexpr (std::is_same_v<T, bf16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-}
 
 // Two floats rounded to T (nearest even) in one register, lo in the low half.
 template <class T>
@@ -48,28 +27,22 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   return r;
 }
 
-// Two elements of T (already rounded) in one register, lo in the low half.
-template <class T>
-__device__ __forceinline__ uint32_t pack2_raw(T lo, T hi) {
-  uint16_t l, h;
-  memcpy(&l, &lo, 2);
-  memcpy(&h, &hi, 2);
-  return static_cast<uint32_t>(l) | (static_cast<uint32_t>(h) << 16);
-}
-
-// Copies rows [0, nr) x columns [0, nc) of a row-pitched global matrix into a ROWS x COLS shared
-// tile of the same type (leading dimension COLS + 8), zero elsewhere; vec: 16-byte packs.
+// Starts copying rows [0, nr) x columns [0, nc) of a row-pitched global matrix into a ROWS x COLS
+// shared tile of the same type (leading dimension COLS + 8), zero elsewhere. vec (g and the stride
+// 16-byte aligned, nc a multiple of 8): cp.async, complete after the caller's commit + wait;
+// otherwise plain element copies, complete on return. Either way a barrier must follow before
+// other threads read the tile.
 template <int ROWS, int COLS, int NT, class T>
-__device__ __forceinline__ void load_tile_raw(T* s, const T* g, int64_t stride, int nr, int nc,
-                                              bool vec) {
+__device__ __forceinline__ void load_tile_async(T* s, const T* g, int64_t stride, int nr, int nc,
+                                                bool vec) {
   constexpr int ld = COLS + 8;
   if (vec) {
     constexpr int P = kPack<T>, kChunks = COLS / P;
+    static_assert(P == 8 && COLS % P == 0, "16-bit tiles in 16-byte chunks");
     for (int idx = static_cast<int>(threadIdx.x); idx < ROWS * kChunks; idx += NT) {
       const int r = idx / kChunks, c = (idx % kChunks) * P;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (r < nr && c < nc) v = *reinterpret_cast<const uint4*>(g + r * stride + c);
-      *reinterpret_cast<uint4*>(s + r * ld + c) = v;
+      const bool ok = r < nr && c < nc;
+      cp_async16(s + r * ld + c, ok ? g + r * stride + c : g, ok);
     }
   } else {
     for (int idx = static_cast<int>(threadIdx.x); idx < ROWS * COLS; idx += NT) {
@@ -92,6 +65,86 @@ __device__ __forceinline__ A quad_max(A v) {
   return v;
 }
 
-}  // namespace r1kit::kernels::cuda::attn
+template <int N>
+__device__ __forceinline__ void zero(float (&acc)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
+}
 
-#endif  // R1KIT_KERNELS_CUDA_ATTENTION_MMA_CUH
+// acc[n] (16 x 8 tiles, n < N / 8) += A · B over k < K, where A is the 16 rows of shared tile a
+// starting at a (row pitch lda) and B[k][n] = b[n][k] for the N rows of shared tile b (pitch ldb):
+// A through ldmatrix, B through ldmatrix of two n-tiles at a time (b's rows are B's columns).
+template <int N, int K, class T>
+__device__ __forceinline__ void mma_nt(float (&acc)[N / 8][4], const T* a, int lda, const T* b,
+                                       int ldb, int lane) {
+  static_assert(N % 16 == 0 && K % 16 == 0, "tile sizes");
+  // Matrix j = lane / 8 of A: rows 8·(j % 2) + lane % 8, columns 8·(j / 2) (a0, a1, a2, a3).
+  const T* ap = a + ((lane % 8) + ((lane / 8) % 2) * 8) * lda + (lane / 16) * 8;
+  // Matrix j of B's pair: rows (n-tile) 8·(j / 2) + lane % 8, columns (k) 8·(j % 2) (b0, b1 of
+  // the first n-tile, then of the second).
+  const T* bp = b + ((lane % 8) + (lane / 16) * 8) * ldb + ((lane / 8) % 2) * 8;
+#pragma unroll 4
+  for (int kc = 0; kc < K / 16; ++kc) {
+    uint32_t fa[4];
+    ldsm_x4(fa, ap + kc * 16);
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      uint32_t fb[4];
+      ldsm_x4(fb, bp + np * 16 * ldb + kc * 16);
+      const uint32_t b0[2] = {fb[0], fb[1]}, b1[2] = {fb[2], fb[3]};
+      mma_16816<T>(acc[2 * np], fa, b0);
+      mma_16816<T>(acc[2 * np + 1], fa, b1);
+    }
+  }
+}
+
+// acc[n] (n < N / 8) += R · B, where R (16 x K) is given as register tiles r[0 .. K / 8) in the
+// accumulator layout — rounded to T here; two accumulator tiles are one A operand — and B[k][n] =
+// b[k][n] of shared tile b (pitch ldb), through transposing ldmatrix of two n-tiles at a time.
+template <int N, int K, class T>
+__device__ __forceinline__ void mma_rn(float (&acc)[N / 8][4], const float (&r)[K / 8][4],
+                                       const T* b, int ldb, int lane) {
+  static_assert(N % 16 == 0 && K % 16 == 0, "tile sizes");
+  // Matrix j: rows (k) 8·(j % 2) + lane % 8, columns (n) 8·(j / 2).
+  const T* bp = b + ((lane % 8) + ((lane / 8) % 2) * 8) * ldb + (lane / 16) * 8;
+#pragma unroll
+  for (int c = 0; c < K / 16; ++c) {
+    const uint32_t fa[4] = {pack2<T>(r[2 * c][0], r[2 * c][1]), pack2<T>(r[2 * c][2], r[2 * c][3]),
+                            pack2<T>(r[2 * c + 1][0], r[2 * c + 1][1]),
+                            pack2<T>(r[2 * c + 1][2], r[2 * c + 1][3])};
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      uint32_t fb[4];
+      ldsm_x4_trans(fb, bp + c * 16 * ldb + np * 16);
+      const uint32_t b0[2] = {fb[0], fb[1]}, b1[2] = {fb[2], fb[3]};
+      mma_16816<T>(acc[2 * np], fa, b0);
+      mma_16816<T>(acc[2 * np + 1], fa, b1);
+    }
+  }
+}
+
+// Rows r0 and r0 + 8 of a warp's accumulator tiles (row r0 + 8i times mul[i]) to a (T, H, D)
+// view: the block's tile starts at token t0; rows >= nr and columns >= nc are not written.
+// tg = lane % 4.
+template <int N, class T>
+__device__ __forceinline__ void store_acc(const HeadView<T>& dst, int64_t t0, int h, int r0, int nr,
+                                          int nc, const float (&acc)[N][4], const float (&mul)[2],
+                                          int tg) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = r0 + r * 8;
+    if (row >= nr) continue;
+    T* out = dst.row(t0 + row, h);
+#pragma unroll
+    for (int n = 0; n < N; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = n * 8 + tg * 2 + e;
+        if (col < nc) out[col] = from_acc<T>(acc[n][r * 2 + e] * mul[r]);
+      }
+  }
+}
+
+}  // namespace r1kit::kernels::cuda::attn

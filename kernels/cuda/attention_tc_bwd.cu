@@ -1,103 +1,32 @@
-// Attention backward on tensor cores for bf16 / f16 (mma.sync m16n8k16, fp32 accumulators), head
-// dims up to 192 (the 256 bucket runs on CUDA cores: its accumulators would not fit in
-// registers). Same two-kernel, atomic-free scheme as the CUDA-core kernels (attention_bwd_*.cu):
-//   dk/dv: 4 warps per (key tile of 64, kv head), warp w owns keys 16w .. 16w + 15; for each query
-//          head of the group in a fixed order and each query tile of 32 at or after the diagonal:
-//          Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ in registers, Pᵀ = exp(Sᵀ − lse), dSᵀ = Pᵀ ∘ (dPᵀ − D), then
-//          dV += Pᵀ·dO and dK += dSᵀ·Q with Pᵀ / dSᵀ rounded to bf16/f16 as A operands straight
-//          from the registers.
-//   dq:    4 warps per (query tile of 64, query head), warp w owns rows 16w .. 16w + 15; for each
-//          key tile of 32 up to the diagonal: S = Q·Kᵀ, dP = dO·Vᵀ, dS = P ∘ (dP − D), dQ += dS·K.
-// Operand tiles sit in shared memory as stored, rows padded by 8 elements. The one rounding beyond
-// the outputs is that of P and dS to bf16/f16 before their products.
-#include "kernels/cuda/attention.cuh"
+// Attention backward on tensor cores for bf16 / f16 (mma.sync m16n8k16 through ldmatrix, fp32
+// accumulators), head dims up to 192/128 (the 256 bucket runs on CUDA cores: its accumulators
+// would not fit in registers). Same two-kernel, atomic-free scheme as the CUDA-core kernels
+// (attention_bwd_*.cu):
+//   dk/dv: 4 warps per (key tile of 64, kv head), warp w owns keys 16w .. 16w + 15; K and V stay
+//          in shared memory; the steps — each query head of the group in a fixed order, each
+//          query tile of 32 at or after the diagonal — stream Q, dO (cp.async) and lse, D through
+//          two stages. Per step: Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ in registers, Pᵀ = exp(Sᵀ − lse),
+//          dSᵀ = Pᵀ ∘ (dPᵀ − D), then dV += Pᵀ·dO and dK += dSᵀ·Q with Pᵀ / dSᵀ as A operands
+//          straight from the registers.
+//   dq:    4 warps per (query tile of 64, query head), warp w owns rows 16w .. 16w + 15; Q, dO
+//          stay; key tiles of 32 up to the diagonal stream K, V through two stages. Per step:
+//          S = Q·Kᵀ, dP = dO·Vᵀ, dS = P ∘ (dP − D), dQ += dS·K.
+// The one rounding beyond the outputs is that of P and dS to bf16/f16 as operands.
 #include "kernels/cuda/attention_mma.cuh"
 
 namespace r1kit::kernels::cuda::attn {
 namespace {
 
-// acc[n] (16 x 8 tiles, n < N / 8) += A · B over K (a multiple of 16) for A, 16 rows of a shared
-// tile a (row length lda, 16-row offset already applied, lane offset not), and B[k][n] =
-// b[n][k] of a shared tile b (row length ldb): both operands consecutive pairs along k.
-template <int N, int K, class T>
-__device__ __forceinline__ void mma_nt(float (&acc)[N / 8][4], const T* a, int lda, const T* b,
-                                       int ldb, int gq, int tg) {
-  const T* ap = a + gq * lda + tg * 2;
-#pragma unroll 4
-  for (int kc = 0; kc < K / 16; ++kc) {
-    const uint32_t fa[4] = {*reinterpret_cast<const uint32_t*>(ap + kc * 16),
-                            *reinterpret_cast<const uint32_t*>(ap + 8 * lda + kc * 16),
-                            *reinterpret_cast<const uint32_t*>(ap + kc * 16 + 8),
-                            *reinterpret_cast<const uint32_t*>(ap + 8 * lda + kc * 16 + 8)};
-#pragma unroll
-    for (int n = 0; n < N / 8; ++n) {
-      const T* bp = b + (n * 8 + gq) * ldb + kc * 16 + tg * 2;
-      const uint32_t fb[2] = {*reinterpret_cast<const uint32_t*>(bp),
-                              *reinterpret_cast<const uint32_t*>(bp + 8)};
-      mma_16816<T>(acc[n], fa, fb);
-    }
-  }
-}
-
-// acc[n] (n < N / 8) += R · B where R (16 x K) is given as register tiles r[0 .. K / 8) in the
-// accumulator layout (rounded to T here) and B[k][n] = b[k][n] of a shared tile b (row length
-// ldb): rows k pairwise, one column.
-template <int N, int K, class T>
-__device__ __forceinline__ void mma_rn(float (&acc)[N / 8][4], const float (&r)[K / 8][4],
-                                       const T* b, int ldb, int gq, int tg) {
-#pragma unroll
-  for (int c = 0; c < K / 16; ++c) {
-    const uint32_t fa[4] = {pack2<T>(r[2 * c][0], r[2 * c][1]), pack2<T>(r[2 * c][2], r[2 * c][3]),
-                            pack2<T>(r[2 * c + 1][0], r[2 * c + 1][1]),
-                            pack2<T>(r[2 * c + 1][2], r[2 * c + 1][3])};
-    const T* bp = b + (c * 16 + tg * 2) * ldb + gq;
-#pragma unroll
-    for (int n = 0; n < N / 8; ++n) {
-      const T* bn = bp + n * 8;
-      const uint32_t fb[2] = {pack2_raw(bn[0], bn[ldb]), pack2_raw(bn[8 * ldb], bn[9 * ldb])};
-      mma_16816<T>(acc[n], fa, fb);
-    }
-  }
-}
-
-template <int N>
-__device__ __forceinline__ void zero(float (&acc)[N][4]) {
-#pragma unroll
-  for (int n = 0; n < N; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[n][e] = 0.f;
-}
-
-// Rows r0 and r0 + 8 of a warp's accumulator tiles (times mul) to a (T, H, D) view: the block's
-// tile starts at token t0; rows >= nr and columns >= nc are not written.
-template <int N, class T>
-__device__ __forceinline__ void store_acc(const HeadView<T>& dst, int64_t t0, int h, int r0, int nr,
-                                          int nc, const float (&acc)[N][4], float mul, int tg) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = r0 + r * 8;
-    if (row >= nr) continue;
-    T* out = dst.row(t0 + row, h);
-#pragma unroll
-    for (int n = 0; n < N; ++n)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = n * 8 + tg * 2 + e;
-        if (col < nc) out[col] = from_acc<T>(acc[n][r * 2 + e] * mul);
-      }
-  }
-}
-
 template <class T, int KD, int VD>
 __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc_kernel(const AttnParams<T> p) {
   constexpr int BN = kTcBwdKeys, BM = kTcBwdQueries, LK = KD + 8, LV = VD + 8, NT = kTcThreads;
+  constexpr int kStage = BM * LK + BM * LV;  // elements of one Q + dO stage
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* ks = reinterpret_cast<T*>(smem_raw);
   T* vs = ks + BN * LK;
-  T* qs = vs + BN * LV;
-  T* dos = qs + BM * LK;
-  float* lse2s = reinterpret_cast<float*>(dos + BM * LV);  // +inf past the sequence
-  float* dds = lse2s + BM;                                 // 0 past the sequence
+  T* stages = vs + BN * LV;  // stage s: Q at stages + s·kStage, dO after it
+  // lse·log₂e (+inf past the sequence) and D (0 past it) of the step's query rows, per stage.
+  float* stats = reinterpret_cast<float*>(stages + 2 * kStage);  // [stage][lse2 | D][BM]
 
   const Tile tile = p.tiles[blockIdx.x / p.hkv];
   const int g = static_cast<int>(blockIdx.x % p.hkv);
@@ -107,62 +36,78 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dkdv_tc_kernel(const Attn
   const int64_t seq = tile.seq_start, tk = seq + k0;
   const int kw = warp * 16;  // this warp's first key row in the tile
 
-  load_tile_raw<BN, KD, NT>(ks, p.k.row(tk, g), p.k.s0, nk, p.dqk, p.k.vec);
-  load_tile_raw<BN, VD, NT>(vs, p.v.row(tk, g), p.v.s0, nk, p.dvd, p.v.vec);
+  // Steps: query heads g·group + hh in order, each over the query tiles qt0 .. n_qt − 1 holding a
+  // row >= k0 (causal).
+  const int qt0 = k0 / BM, n_qt = (len + BM - 1) / BM, per_head = n_qt - qt0;
+  const int n_steps = p.group * per_head;
+  auto issue = [&](int step, int stage) {
+    const int h = g * p.group + step / per_head, q0 = (qt0 + step % per_head) * BM;
+    const int nq = min(BM, len - q0);
+    const int64_t tq = seq + q0;
+    T* qs = stages + stage * kStage;
+    load_tile_async<BM, KD, NT>(qs, p.q.row(tq, h), p.q.s0, nq, p.dqk, p.q.vec);
+    load_tile_async<BM, VD, NT>(qs + BM * LK, p.dout.row(tq, h), p.dout.s0, nq, p.dvd, p.dout.vec);
+    float* st = stats + stage * 2 * BM;
+    for (int r = static_cast<int>(threadIdx.x); r < BM; r += NT) {
+      const int64_t at = static_cast<int64_t>(h) * p.t + tq + r;
+      st[r] = r < nq ? p.lse[at] * float(kLog2e) : INFINITY;
+      st[BM + r] = r < nq ? p.dd[at] : 0.f;
+    }
+  };
+  load_tile_async<BN, KD, NT>(ks, p.k.row(tk, g), p.k.s0, nk, p.dqk, p.k.vec);
+  load_tile_async<BN, VD, NT>(vs, p.v.row(tk, g), p.v.s0, nk, p.dvd, p.v.vec);
+  issue(0, 0);  // n_steps >= 1: the tile's own rows are queries of every head
+  cp_async_commit();
 
   float dk[KD / 8][4], dv[VD / 8][4];
   zero(dk);
   zero(dv);
 
-  const int qt0 = k0 / BM, n_qt = (len + BM - 1) / BM;
-  for (int hh = 0; hh < p.group; ++hh) {
-    const int h = g * p.group + hh;
-    for (int qt = qt0; qt < n_qt; ++qt) {
-      const int q0 = qt * BM, nq = min(BM, len - q0);
-      const int64_t tq = seq + q0;
-      __syncthreads();  // the previous step's Q, dO, lse, D are no longer read
-      load_tile_raw<BM, KD, NT>(qs, p.q.row(tq, h), p.q.s0, nq, p.dqk, p.q.vec);
-      load_tile_raw<BM, VD, NT>(dos, p.dout.row(tq, h), p.dout.s0, nq, p.dvd, p.dout.vec);
-      for (int r = static_cast<int>(threadIdx.x); r < BM; r += NT) {
-        const int64_t at = static_cast<int64_t>(h) * p.t + tq + r;
-        lse2s[r] = r < nq ? p.lse[at] * float(kLog2e) : INFINITY;
-        dds[r] = r < nq ? p.dd[at] : 0.f;
-      }
-      __syncthreads();
+  for (int step = 0; step < n_steps; ++step) {
+    if (step + 1 < n_steps) issue(step + 1, (step + 1) & 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const T* qs = stages + (step & 1) * kStage;
+    const T* dos = qs + BM * LK;
+    const float* lse2s = stats + (step & 1) * 2 * BM;
+    const float* dds = lse2s + BM;
+    const int q0 = (qt0 + step % per_head) * BM;
 
-      float st[BM / 8][4], dpt[BM / 8][4];
-      zero(st);
-      zero(dpt);
-      mma_nt<BM, KD>(st, ks + kw * LK, LK, qs, LK, gq, tg);    // Sᵀ = K·Qᵀ
-      mma_nt<BM, VD>(dpt, vs + kw * LV, LV, dos, LV, gq, tg);  // dPᵀ = V·dOᵀ
-      // Element e of tile n: key k0 + kw + gq + 8·(e / 2), query q0 + 8n + 2tg + e % 2.
+    float st[BM / 8][4], dpt[BM / 8][4];
+    zero(st);
+    zero(dpt);
+    mma_nt<BM, KD>(st, ks + kw * LK, LK, qs, LK, lane);    // Sᵀ = K·Qᵀ
+    mma_nt<BM, VD>(dpt, vs + kw * LV, LV, dos, LV, lane);  // dPᵀ = V·dOᵀ
+    // Element e of tile n: key k0 + kw + gq + 8·(e / 2), query q0 + 8n + 2tg + e % 2.
 #pragma unroll
-      for (int n = 0; n < BM / 8; ++n)
+    for (int n = 0; n < BM / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int c = n * 8 + tg * 2 + (e % 2);
-          const int kj = k0 + kw + gq + (e / 2) * 8, qi = q0 + c;
-          const float pv = kj <= qi ? ex2(st[n][e] * p.scale_log2 - lse2s[c]) : 0.f;
-          st[n][e] = pv;                          // Pᵀ
-          dpt[n][e] = pv * (dpt[n][e] - dds[c]);  // dSᵀ
-        }
-      mma_rn<VD, BM>(dv, st, dos, LV, gq, tg);  // dV += Pᵀ·dO
-      mma_rn<KD, BM>(dk, dpt, qs, LK, gq, tg);  // dK += dSᵀ·Q
-    }
+      for (int e = 0; e < 4; ++e) {
+        const int c = n * 8 + tg * 2 + (e % 2);
+        const int kj = k0 + kw + gq + (e / 2) * 8, qi = q0 + c;
+        const float pv = kj <= qi ? ex2(st[n][e] * p.scale_log2 - lse2s[c]) : 0.f;
+        st[n][e] = pv;                          // Pᵀ
+        dpt[n][e] = pv * (dpt[n][e] - dds[c]);  // dSᵀ
+      }
+    mma_rn<VD, BM>(dv, st, dos, LV, lane);  // dV += Pᵀ·dO
+    mma_rn<KD, BM>(dk, dpt, qs, LK, lane);  // dK += dSᵀ·Q
+    __syncthreads();                        // stage step & 1 is free for step + 2
   }
 
-  store_acc(p.dk, tk, g, kw + gq, nk, p.dqk, dk, p.scale, tg);
-  store_acc(p.dv, tk, g, kw + gq, nk, p.dvd, dv, 1.f, tg);
+  const float sc[2] = {p.scale, p.scale}, one[2] = {1.f, 1.f};
+  store_acc(p.dk, tk, g, kw + gq, nk, p.dqk, dk, sc, tg);
+  store_acc(p.dv, tk, g, kw + gq, nk, p.dvd, dv, one, tg);
 }
 
 template <class T, int KD, int VD>
 __global__ void __launch_bounds__(kTcThreads) attn_bwd_dq_tc_kernel(const AttnParams<T> p) {
   constexpr int BM = kTcBM, BN = kTcDqKeys, LK = KD + 8, LV = VD + 8, NT = kTcThreads;
+  constexpr int kStage = BN * LK + BN * LV;  // elements of one K + V stage
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);
   T* dos = qs + BM * LK;
-  T* ks = dos + BM * LV;
-  T* vs = ks + BN * LK;
+  T* stages = dos + BM * LV;  // stage s: K at stages + s·kStage, V after it
 
   const Tile tile = p.tiles[blockIdx.x / p.hq];
   const int h = static_cast<int>(blockIdx.x % p.hq), g = h / p.group;
@@ -171,34 +116,44 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dq_tc_kernel(const AttnPa
   const int q0 = tile.row0, len = tile.seq_len, nq = min(BM, len - q0);
   const int64_t seq = tile.seq_start, tq = seq + q0;
   const int rw0 = warp * 16 + gq;  // this thread's rows rw0 and rw0 + 8 of the tile
+  const int n_kt = (min(q0 + BM, len) + BN - 1) / BN;
 
-  load_tile_raw<BM, KD, NT>(qs, p.q.row(tq, h), p.q.s0, nq, p.dqk, p.q.vec);
-  load_tile_raw<BM, VD, NT>(dos, p.dout.row(tq, h), p.dout.s0, nq, p.dvd, p.dout.vec);
+  auto issue = [&](int kt, int stage) {
+    const int k0 = kt * BN, nk = min(BN, len - k0);
+    T* ks = stages + stage * kStage;
+    load_tile_async<BN, KD, NT>(ks, p.k.row(seq + k0, g), p.k.s0, nk, p.dqk, p.k.vec);
+    load_tile_async<BN, VD, NT>(ks + BN * LK, p.v.row(seq + k0, g), p.v.s0, nk, p.dvd, p.v.vec);
+  };
+  load_tile_async<BM, KD, NT>(qs, p.q.row(tq, h), p.q.s0, nq, p.dqk, p.q.vec);
+  load_tile_async<BM, VD, NT>(dos, p.dout.row(tq, h), p.dout.s0, nq, p.dvd, p.dout.vec);
+  issue(0, 0);
+  cp_async_commit();
+
   float lse2[2], dd[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = rw0 + r * 8;
     const int64_t at = static_cast<int64_t>(h) * p.t + tq + row;
-    lse2[r] = row < nq ? p.lse[at] * float(kLog2e) : INFINITY;
+    lse2[r] = row < nq ? p.lse[at] * float(kLog2e) : INFINITY;  // P = dS = 0 past the sequence
     dd[r] = row < nq ? p.dd[at] : 0.f;
   }
   float dq[KD / 8][4];
   zero(dq);
 
-  const int n_kt = (min(q0 + BM, len) + BN - 1) / BN;
   for (int kt = 0; kt < n_kt; ++kt) {
-    const int k0 = kt * BN, nk = min(BN, len - k0);
-    const int64_t tk = seq + k0;
-    __syncthreads();  // the previous step's K and V are no longer read
-    load_tile_raw<BN, KD, NT>(ks, p.k.row(tk, g), p.k.s0, nk, p.dqk, p.k.vec);
-    load_tile_raw<BN, VD, NT>(vs, p.v.row(tk, g), p.v.s0, nk, p.dvd, p.v.vec);
+    if (kt + 1 < n_kt) issue(kt + 1, (kt + 1) & 1);
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
+    const T* ks = stages + (kt & 1) * kStage;
+    const T* vs = ks + BN * LK;
+    const int k0 = kt * BN;
 
     float s[BN / 8][4], dp[BN / 8][4];
     zero(s);
     zero(dp);
-    mma_nt<BN, KD>(s, qs + warp * 16 * LK, LK, ks, LK, gq, tg);    // S = Q·Kᵀ
-    mma_nt<BN, VD>(dp, dos + warp * 16 * LV, LV, vs, LV, gq, tg);  // dP = dO·Vᵀ
+    mma_nt<BN, KD>(s, qs + warp * 16 * LK, LK, ks, LK, lane);    // S = Q·Kᵀ
+    mma_nt<BN, VD>(dp, dos + warp * 16 * LV, LV, vs, LV, lane);  // dP = dO·Vᵀ
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n)
 #pragma unroll
@@ -207,10 +162,12 @@ __global__ void __launch_bounds__(kTcThreads) attn_bwd_dq_tc_kernel(const AttnPa
         const float pv = kj <= qi ? ex2(s[n][e] * p.scale_log2 - lse2[e / 2]) : 0.f;
         dp[n][e] = pv * (dp[n][e] - dd[e / 2]);  // dS
       }
-    mma_rn<KD, BN>(dq, dp, ks, LK, gq, tg);  // dQ += dS·K
+    mma_rn<KD, BN>(dq, dp, ks, LK, lane);  // dQ += dS·K
+    __syncthreads();                       // stage kt & 1 is free for tile kt + 2
   }
 
-  store_acc(p.dq, tq, h, rw0, nq, p.dqk, dq, p.scale, tg);
+  const float sc[2] = {p.scale, p.scale};
+  store_acc(p.dq, tq, h, rw0, nq, p.dqk, dq, sc, tg);
 }
 
 }  // namespace
