@@ -395,7 +395,7 @@ def make_fused(out_dir):
 def check_r1kit(binary):
     """r1kit init for each tiny preset must load in transformers with the same values."""
     ok = True
-    for arch in ("deepseek_v3", "qwen2", "llama"):
+    for arch in ("deepseek_v3", "deepseek_v2", "qwen2", "llama"):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "model")
             res = subprocess.run([binary, "init", "--arch", arch, "--preset", "tiny", "--out", out,
@@ -427,6 +427,19 @@ def check_r1kit(binary):
                     problems.append(f"{k} not written by r1kit")
                 elif not torch.equal(ours[k2].float(), v.float()):
                     problems.append(f"{k} differs")
+            # The RoPE settings are written twice (rope_scaling + rope_theta for older readers,
+            # rope_parameters for transformers 5); each alone must give transformers the same RoPE.
+            with open(os.path.join(out, "config.json")) as f:
+                written = json.load(f)
+            rotaries = []
+            for drop in ("rope_scaling", "rope_parameters"):
+                variant = {k: v for k, v in written.items() if k != drop}
+                cfg = AutoConfig.for_model(**variant)
+                rot = type(model.model.rotary_emb)(config=cfg)
+                rotaries.append((rot.inv_freq, float(rot.attention_scaling)))
+            if not (torch.equal(rotaries[0][0], rotaries[1][0]) and rotaries[0][1] == rotaries[1][1]
+                    and torch.equal(rotaries[0][0], model.model.rotary_emb.inv_freq)):
+                problems.append("rope_scaling and rope_parameters give transformers different RoPE")
             print(f"{arch}: transformers loaded r1kit's tiny checkpoint"
                   + (": OK" if not problems else ": " + "; ".join(problems[:5])))
             ok = ok and not problems
