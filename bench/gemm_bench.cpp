@@ -1,13 +1,20 @@
 // GEMM at LLM shapes (issue: "within 10% of the best cuBLAS algorithm for that shape"): our
 // linear_forward / linear_backward / matmul_forward / grouped_linear_forward in bf16 against the
 // best of every algorithm cublasLtMatmulAlgoGetHeuristic offers for the same problem (up to 32,
-// each timed), on the same buffers. One JSON line per shape:
-//   {"op","shape","dtype","ours_ms","best_ms","ratio_to_best","tflops","floor_ms","ratio",...}
+// each timed; with the reduction-scheme mask ours uses, so only algorithms ours may pick), on the
+// same buffers. Ours runs twice: as by default (cuBLASLt's first heuristic choice, the same in
+// every process) and in a context with R1KIT_GEMM_AUTOTUNE=1 (timed choice, kernels/matmul.h).
+// One JSON line per shape:
+//   {"op","shape","dtype","ours_ms","tuned_ms","heuristic_ms","best_ms","ratio_to_best",
+//    "tuned_ratio_to_best","tflops","floor_ms","ratio","best_rank",...}
+// heuristic_ms is the heuristic's first candidate timed by the bench itself (what ours_ms runs,
+// without our host work); best_rank is the heuristic rank of the fastest candidate.
 // floor_ms = flops / 785 TFLOP/s (the H200's measured bf16 GEMM rate); ratio = ours / floor.
 // Times are medians of CUDA-event-timed runs after warm-up (ours includes the host work of each
 // call: plan lookup, descriptor updates); inputs are uniform random; when one set of operands
-// fits in L2 several sets are rotated. "first_call_ms" is our first call, which builds and (above
-// the tuning threshold) tunes the plan. Without CUDA or a GPU it prints one skip line.
+// fits in L2 several sets are rotated. "first_call_ms" / "tuned_first_call_ms" are the first
+// calls, which build (and, tuned, above the tuning threshold time) the plan. Without CUDA or a GPU
+// it prints one skip line.
 // Usage: gemm_bench [--quick] [--reps N] [--filter SUBSTRING]
 #include <fmt/format.h>
 
@@ -17,6 +24,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/cases.h"
@@ -95,11 +103,15 @@ struct Buffers {
   const void* bias = nullptr;
 };
 
+// Ours on one operand set, run on the given context (the default or the tuning one; the operands
+// live in the default context's memory, and the bench synchronises when it switches).
+using Ours = std::function<void(Context&)>;
+
 struct Case {
   std::string op, shape;
   Problem p;
   // Makes one operand set (random inputs) and returns ours on it.
-  std::function<std::function<void()>(Context&, Buffers&, uint64_t)> setup;
+  std::function<Ours(Context&, Buffers&, uint64_t)> setup;
 };
 
 // The same problem straight through cuBLASLt (row-major → column-major by swapping operands).
@@ -153,6 +165,7 @@ struct Best {
   double ms = 0;
   int index = -1;  // heuristic rank of the fastest
   int tried = 0;
+  double first_ms = 0;  // the heuristic's first candidate (0: it did not run)
 };
 
 Best best_of_all(Context& ctx, cublasLtHandle_t lt, void* ws, const Problem& p,
@@ -165,6 +178,10 @@ Best best_of_all(Context& ctx, cublasLtHandle_t lt, void* ws, const Problem& p,
   const uint64_t wsb = kWorkspace;
   LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                 &wsb, sizeof(wsb)));
+  // As ours for a bf16 output: split-K partial sums in fp32 only.
+  const uint32_t mask = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                &mask, sizeof(mask)));
   std::vector<cublasLtMatmulHeuristicResult_t> res(32);
   int returned = 0;
   const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, lp.desc, lp.la, lp.lb, lp.lc, lp.lc,
@@ -195,6 +212,7 @@ Best best_of_all(Context& ctx, cublasLtHandle_t lt, void* ws, const Problem& p,
     const double ms = median_event_ms(s, run, 2, std::max(3, reps / 2));
     if (!ok) continue;
     ++best.tried;
+    if (i == 0) best.first_ms = ms;
     if (best.index < 0 || ms < best.ms) {
       best.ms = ms;
       best.index = i;
@@ -221,8 +239,8 @@ std::vector<Case> make_cases(bool quick) {
                     b.bias = with_bias ? b.keep[3].data() : nullptr;
                     const Tensor *x = &b.keep[0], *w = &b.keep[1], *y = &b.keep[2];
                     const Tensor* bias = with_bias ? &b.keep[3] : nullptr;
-                    return std::function<void()>([&ctx, x, w, y, bias] {
-                      linear_forward(*y, *x, *w, bias ? bias->view() : TensorView{}, ctx);
+                    return Ours([x, w, y, bias](Context& c) {
+                      linear_forward(*y, *x, *w, bias ? bias->view() : TensorView{}, c);
                     });
                   }});
   };
@@ -234,57 +252,55 @@ std::vector<Case> make_cases(bool quick) {
     // linear_backward dx (N, C) = dy (N, OC)·w (OC, C) for the MLP up projection.
     const int64_t n = tok, ch = 3584, oc = 18944;
     Problem p{.ta = false, .tb = false, .m = n, .n = ch, .k = oc};
-    cs.push_back({"linear_bwd_dx", fmt::format("{}x{}->{}", n, ch, oc), p,
-                  [=](Context& ctx, Buffers& b, uint64_t seed) {
-                    b.keep.push_back(rand(ctx, {n, oc}, DType::bf16, seed));       // dy
-                    b.keep.push_back(rand(ctx, {oc, ch}, DType::bf16, seed + 1));  // w
-                    b.keep.push_back(ctx.empty({n, ch}, DType::bf16));             // dx
-                    b.keep.push_back(ctx.empty({n, ch}, DType::bf16));             // x (unused)
-                    b.a = b.keep[0].data();
-                    b.b = b.keep[1].data();
-                    b.c = b.keep[2].data();
-                    const Tensor *dy = &b.keep[0], *w = &b.keep[1], *dx = &b.keep[2],
-                                 *x = &b.keep[3];
-                    return std::function<void()>([&ctx, dy, w, dx, x] {
-                      linear_backward(*dx, TensorView{}, TensorView{}, *dy, *x, *w,
-                                      GradWrite::overwrite, ctx);
-                    });
-                  }});
+    cs.push_back(
+        {"linear_bwd_dx", fmt::format("{}x{}->{}", n, ch, oc), p,
+         [=](Context& ctx, Buffers& b, uint64_t seed) {
+           b.keep.push_back(rand(ctx, {n, oc}, DType::bf16, seed));       // dy
+           b.keep.push_back(rand(ctx, {oc, ch}, DType::bf16, seed + 1));  // w
+           b.keep.push_back(ctx.empty({n, ch}, DType::bf16));             // dx
+           b.keep.push_back(ctx.empty({n, ch}, DType::bf16));             // x (unused)
+           b.a = b.keep[0].data();
+           b.b = b.keep[1].data();
+           b.c = b.keep[2].data();
+           const Tensor *dy = &b.keep[0], *w = &b.keep[1], *dx = &b.keep[2], *x = &b.keep[3];
+           return Ours([dy, w, dx, x](Context& c) {
+             linear_backward(*dx, TensorView{}, TensorView{}, *dy, *x, *w, GradWrite::overwrite, c);
+           });
+         }});
     // linear_backward dw (OC, C) += dyᵀ (OC, N)·x (N, C).
     Problem q{.ta = true, .tb = false, .m = oc, .n = ch, .k = n, .beta = 1.0};
-    cs.push_back({"linear_bwd_dw", fmt::format("{}x{}->{}", n, ch, oc), q,
-                  [=](Context& ctx, Buffers& b, uint64_t seed) {
-                    b.keep.push_back(rand(ctx, {n, oc}, DType::bf16, seed));       // dy
-                    b.keep.push_back(rand(ctx, {n, ch}, DType::bf16, seed + 1));   // x
-                    b.keep.push_back(rand(ctx, {oc, ch}, DType::bf16, seed + 2));  // dw
-                    b.keep.push_back(ctx.empty({oc, ch}, DType::bf16));            // w (unused)
-                    b.a = b.keep[0].data();
-                    b.b = b.keep[1].data();
-                    b.c = b.keep[2].data();
-                    const Tensor *dy = &b.keep[0], *x = &b.keep[1], *dw = &b.keep[2],
-                                 *w = &b.keep[3];
-                    return std::function<void()>([&ctx, dy, x, dw, w] {
-                      linear_backward(TensorView{}, *dw, TensorView{}, *dy, *x, *w,
-                                      GradWrite::overwrite, ctx);
-                    });
-                  }});
+    cs.push_back(
+        {"linear_bwd_dw", fmt::format("{}x{}->{}", n, ch, oc), q,
+         [=](Context& ctx, Buffers& b, uint64_t seed) {
+           b.keep.push_back(rand(ctx, {n, oc}, DType::bf16, seed));       // dy
+           b.keep.push_back(rand(ctx, {n, ch}, DType::bf16, seed + 1));   // x
+           b.keep.push_back(rand(ctx, {oc, ch}, DType::bf16, seed + 2));  // dw
+           b.keep.push_back(ctx.empty({oc, ch}, DType::bf16));            // w (unused)
+           b.a = b.keep[0].data();
+           b.b = b.keep[1].data();
+           b.c = b.keep[2].data();
+           const Tensor *dy = &b.keep[0], *x = &b.keep[1], *dw = &b.keep[2], *w = &b.keep[3];
+           return Ours([dy, x, dw, w](Context& c) {
+             linear_backward(TensorView{}, *dw, TensorView{}, *dy, *x, *w, GradWrite::overwrite, c);
+           });
+         }});
   }
   {
     // Batched attention scores S (H, T, T) = Q (H, T, D)·Kᵀ.
     const int64_t h = 32, t = quick ? 1024 : 4096, d = 128;
     Problem p{.ta = false, .tb = true, .m = t, .n = t, .k = d, .batch = h};
-    cs.push_back({"matmul_batched", fmt::format("{}x{}x{}x{}", h, t, t, d), p,
-                  [=](Context& ctx, Buffers& b, uint64_t seed) {
-                    b.keep.push_back(rand(ctx, {h, t, d}, DType::bf16, seed));
-                    b.keep.push_back(rand(ctx, {h, t, d}, DType::bf16, seed + 1));
-                    b.keep.push_back(ctx.empty({h, t, t}, DType::bf16));
-                    b.a = b.keep[0].data();
-                    b.b = b.keep[1].data();
-                    b.c = b.keep[2].data();
-                    const Tensor *q = &b.keep[0], *k = &b.keep[1], *s = &b.keep[2];
-                    return std::function<void()>(
-                        [&ctx, q, k, s] { matmul_forward(*s, *q, *k, {.trans_b = true}, ctx); });
-                  }});
+    cs.push_back(
+        {"matmul_batched", fmt::format("{}x{}x{}x{}", h, t, t, d), p,
+         [=](Context& ctx, Buffers& b, uint64_t seed) {
+           b.keep.push_back(rand(ctx, {h, t, d}, DType::bf16, seed));
+           b.keep.push_back(rand(ctx, {h, t, d}, DType::bf16, seed + 1));
+           b.keep.push_back(ctx.empty({h, t, t}, DType::bf16));
+           b.a = b.keep[0].data();
+           b.b = b.keep[1].data();
+           b.c = b.keep[2].data();
+           const Tensor *q = &b.keep[0], *k = &b.keep[1], *s = &b.keep[2];
+           return Ours([q, k, s](Context& c) { matmul_forward(*s, *q, *k, {.trans_b = true}, c); });
+         }});
   }
   // grouped_linear_forward with balanced experts: x (M, C), w (E, OC, C), y (M, OC).
   auto grouped = [&](int64_t e, int64_t m, int64_t ch, int64_t oc) {
@@ -311,8 +327,8 @@ std::vector<Case> make_cases(bool quick) {
                     b.b = b.keep[1].data();
                     b.c = b.keep[2].data();
                     const Tensor *x = &b.keep[0], *w = &b.keep[1], *y = &b.keep[2], *o = &b.keep[3];
-                    return std::function<void()>(
-                        [&ctx, x, w, y, o] { grouped_linear_forward(*y, *x, *w, *o, ctx); });
+                    return Ours(
+                        [x, w, y, o](Context& c) { grouped_linear_forward(*y, *x, *w, *o, c); });
                   }});
   };
   // DeepSeek-V3 routed experts' gate_up (C 7168 -> 2·2048), 32 local experts of 256 rows each.
@@ -331,13 +347,52 @@ void print_skip(const std::string& op, const std::string& shape, const std::stri
   std::fflush(stdout);
 }
 
+// Sets R1KIT_GEMM_AUTOTUNE to value (nullptr: unset) while ctx first uses cuBLASLt, then restores
+// it (each context reads the variable once, on first use).
+void first_use_with_autotune(Context& ctx, const char* value) {
+  const char* prev = std::getenv("R1KIT_GEMM_AUTOTUNE");
+  const bool had = prev != nullptr;
+  const std::string saved = had ? prev : "";
+  if (value) {
+    ::setenv("R1KIT_GEMM_AUTOTUNE", value, 1);
+  } else {
+    ::unsetenv("R1KIT_GEMM_AUTOTUNE");
+  }
+  Tensor a = ctx.zeros({1, 1}, DType::f32), b = ctx.zeros({1, 1}, DType::f32);
+  Tensor c = ctx.empty({1, 1}, DType::f32);
+  matmul_forward(c, a, b, {}, ctx);
+  ctx.synchronize();
+  if (had) {
+    ::setenv("R1KIT_GEMM_AUTOTUNE", saved.c_str(), 1);
+  } else {
+    ::unsetenv("R1KIT_GEMM_AUTOTUNE");
+  }
+}
+
+// Wall time of ours' first call on ctx (plan building, and tuning where enabled), then the median
+// of event-timed calls on ctx's stream, rotating the operand sets.
+std::pair<double, double> time_ours(Context& ctx, std::vector<Ours>& ours, int reps) {
+  ctx.synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  ours[0](ctx);
+  ctx.synchronize();
+  const double first_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double ms = median_event_ms(
+      static_cast<cudaStream_t>(ctx.stream()), [&](int r) { ours[r % ours.size()](ctx); }, 3, reps);
+  ctx.synchronize();
+  return {first_ms, ms};
+}
+
 int run(const Options& opt) {
   auto ctx = Context::cuda();
+  auto tuned = Context::cuda();  // same device, its own stream and cuBLASLt state
+  first_use_with_autotune(*ctx, nullptr);
+  first_use_with_autotune(*tuned, "1");
   cublasLtHandle_t lt = nullptr;
   LT_CHECK(cublasLtCreate(&lt));
   void* ws = nullptr;
   R1_CUDA_CHECK(cudaMalloc(&ws, kWorkspace));
-  cudaStream_t s = static_cast<cudaStream_t>(ctx->stream());
   uint64_t seed = 1;
   for (const Case& cs : make_cases(opt.quick)) {
     if (!opt.filter.empty() && cs.op.find(opt.filter) == std::string::npos) continue;
@@ -352,32 +407,29 @@ int run(const Options& opt) {
                            ? static_cast<int>(std::min(8.0, 1 + 4.0 * kL2Bytes / set_bytes))
                            : 1;
       std::vector<Buffers> bufs(nbuf);
-      std::vector<std::function<void()>> ours;
+      std::vector<Ours> ours;
       for (auto& b : bufs) {
         ours.push_back(cs.setup(*ctx, b, seed));
         seed += 10;
       }
       ctx->synchronize();
-      const auto t0 = std::chrono::steady_clock::now();
-      ours[0]();
-      ctx->synchronize();
-      const double first_ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      const double ours_ms = median_event_ms(
-          s, [&](int r) { ours[r % ours.size()](); }, 3, opt.reps);
-      ctx->synchronize();
+      const auto [first_ms, ours_ms] = time_ours(*ctx, ours, opt.reps);
+      const auto [tuned_first_ms, tuned_ms] = time_ours(*tuned, ours, opt.reps);
       const Best best = best_of_all(*ctx, lt, ws, p, bufs, opt.reps);
       ctx->synchronize();
       const double flops = p.flops();
       const double floor_ms = flops / kPeakFlops * 1e3;
       const double best_ms = best.index >= 0 ? best.ms : 0.0;
       std::printf(
-          "{\"op\":\"%s\",\"shape\":\"%s\",\"dtype\":\"bf16\",\"ours_ms\":%.4f,\"best_ms\":%.4f,"
-          "\"ratio_to_best\":%.3f,\"tflops\":%.1f,\"floor_ms\":%.4f,\"ratio\":%.2f,"
-          "\"best_rank\":%d,\"algos_timed\":%d,\"first_call_ms\":%.2f,\"buffers\":%d}\n",
-          cs.op.c_str(), cs.shape.c_str(), ours_ms, best_ms, best_ms > 0 ? ours_ms / best_ms : 0.0,
+          "{\"op\":\"%s\",\"shape\":\"%s\",\"dtype\":\"bf16\",\"ours_ms\":%.4f,"
+          "\"tuned_ms\":%.4f,\"heuristic_ms\":%.4f,\"best_ms\":%.4f,\"ratio_to_best\":%.3f,"
+          "\"tuned_ratio_to_best\":%.3f,\"tflops\":%.1f,\"floor_ms\":%.4f,\"ratio\":%.2f,"
+          "\"best_rank\":%d,\"algos_timed\":%d,\"first_call_ms\":%.2f,"
+          "\"tuned_first_call_ms\":%.2f,\"buffers\":%d}\n",
+          cs.op.c_str(), cs.shape.c_str(), ours_ms, tuned_ms, best.first_ms, best_ms,
+          best_ms > 0 ? ours_ms / best_ms : 0.0, best_ms > 0 ? tuned_ms / best_ms : 0.0,
           flops / (ours_ms * 1e9), floor_ms, ours_ms / floor_ms, best.index, best.tried, first_ms,
-          nbuf);
+          tuned_first_ms, nbuf);
       std::fflush(stdout);
     } catch (const Error& e) {
       print_skip(cs.op, cs.shape, e.what());

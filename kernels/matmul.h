@@ -2,9 +2,18 @@
 // batch dim first), the linear layer in the Hugging Face weight layout,  y = x·Wᵀ + b, and the
 // grouped linear of MoE experts (one weight per expert over its block of rows).
 // CPU: OpenBLAS sgemm/dgemm (bf16/f16 inputs upcast to f32). CUDA: cuBLASLt, fp32 accumulation
-// for bf16/f16/f32 (true fp32, no TF32) and fp64 for f64 (kernels/cuda/matmul.cu). On CUDA, a
-// product of >= 1e10 flops has its algorithm timed once per shape on first use (that call waits
-// for the stream); R1KIT_GEMM_AUTOTUNE=0 keeps cuBLASLt's first heuristic choice instead.
+// for bf16/f16/f32 (true fp32, no TF32) and fp64 for f64 (kernels/cuda/matmul.cu).
+//
+// Determinism (CUDA). By default every product uses cuBLASLt's first heuristic choice, a function
+// of the problem (shapes, dtypes, transposes, pointer alignment), the cuBLAS version and the GPU
+// model only, and cuBLASLt's kernels are deterministic for a fixed algorithm: the same inputs give
+// the same bits in every run and process on the same GPU model and CUDA version, which bit-exact
+// resume relies on. R1KIT_GEMM_AUTOTUNE=1 (read when a context first uses cuBLASLt) instead
+// times the top candidates of each product of >= 1e10 flops on its first call (that call waits
+// for the stream) and keeps the fastest for the life of the context: often a little faster, still
+// reproducible within a context, but the choice, and with it the result bits, can differ between
+// processes. bench/gemm_bench reports both. A context's first CUDA product creates its cuBLASLt
+// handle and workspace (cudaMalloc): not while its stream is being captured into a CUDA graph.
 #pragma once
 
 #include "core/context.h"

@@ -17,19 +17,28 @@
 // Per-context state (Context::backend_state(BackendSlot::blas)): the cuBLASLt handle, a 32 MiB
 // workspace (cudaMalloc'd once), CUDA events for tuning, and a cache of plans (descriptors, layouts
 // and the chosen algorithm) keyed by the column-major problem: dims, leading dims, batch and
-// strides, transposes, dtypes, epilogue and the pointer alignments the heuristic depends on.
+// strides, transposes, dtypes, epilogue and the pointer alignments the heuristic depends on. The
+// first use in a context creates the handle and workspace (cudaMalloc), so it must not happen
+// while the stream is being captured into a CUDA graph.
 //
-// Algorithm choice. cublasLtMatmulAlgoGetHeuristic ranks candidates. For products of at least
-// kTuneFlops (2·m·n·k·batch) the top kTuneCandidates are timed once per plan on first use (with
-// events on the context's stream, on the call's own operands; into a scratch output when beta != 0
-// so C is not accumulated twice) and the fastest is kept: heuristic #0 unless another is at least
-// 2% faster. Tuning waits for the stream once per new plan (a host round trip, unavoidable when
-// timing) and is skipped while the stream is being captured into a CUDA graph (the plan is tuned
-// on its next uncaptured call). Results are bit-reproducible within a process (one algorithm per
-// plan, deterministic reductions); a tuned choice can differ between processes when two candidates
-// time alike. R1KIT_GEMM_AUTOTUNE=0 in the environment turns tuning off: always heuristic #0,
-// the same algorithm in every process. The cache holds at most kMaxPlans plans (grouped GEMMs make
-// one per distinct expert size); when full it is cleared and refilled.
+// Algorithm choice. By default every plan uses cuBLASLt's first heuristic choice
+// (cublasLtMatmulAlgoGetHeuristic, one result): a pure function of the problem (shape, dtypes,
+// epilogue, pointer alignment up to 256 bytes, which for r1kit's 256-byte aligned allocations
+// depends only on view offsets), the cuBLASLt version and the GPU model (architecture and SM
+// count), so the same step computes the same bits in every process (bit-exact resume). cuBLASLt's
+// kernels are deterministic for a fixed algorithm (split-K partial sums are reduced in a fixed
+// order), so results are reproducible. R1KIT_GEMM_AUTOTUNE=1 in the environment (read when a
+// context first uses cuBLASLt) turns on timing: for products of at least kTuneFlops (2·m·n·k·batch)
+// the top kTuneCandidates are timed once per plan on first use (events on the context's stream, on
+// the call's own operands; into a scratch output when beta != 0 so C is not accumulated more than
+// once; with beta = 0 the runs rewrite the same output, which the real call then writes again) and
+// heuristic #0 is kept unless another is at least 2% faster. Each timing waits for the stream (a
+// host round trip per new plan; grouped GEMMs make one plan per distinct expert size). A problem
+// keeps its algorithm for the life of the context, also across plan-cache clears; one first seen
+// while the stream is being captured into a CUDA graph is not timed and keeps heuristic #0. A tuned
+// choice depends on timings and can differ between processes, and with it the result bits: leave
+// tuning off for runs that must resume bit-exactly. The cache holds at most kMaxPlans plans; when
+// full it is cleared and refilled.
 //
 // Linear: the bias goes through CUBLASLT_EPILOGUE_BIAS (bias dtype = output dtype, not f64); other
 // cases write the bias into y first and run the GEMM with beta = 1, as the CPU reference does.
@@ -58,6 +67,7 @@ constexpr double kTuneFlops = 1e10;
 constexpr int kTuneCandidates = 16;
 constexpr int kTuneReps = 3;
 constexpr size_t kMaxPlans = 4096;
+constexpr int64_t kMax32 = std::numeric_limits<int32_t>::max();  // cuBLASLt dims and batch count
 
 // ---- errors -------------------------------------------------------------------------------------
 
@@ -228,6 +238,7 @@ struct Candidate {
 
 // Descriptors, layouts and the chosen algorithm of one column-major problem.
 struct Plan {
+  PlanKey key{};
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   std::vector<Candidate> candidates;  // heuristic order
@@ -250,9 +261,12 @@ struct Plan {
 struct BlasState {
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
-  bool autotune = true;
+  bool autotune = false;  // R1KIT_GEMM_AUTOTUNE=1
   std::array<cudaEvent_t, kTuneReps + 1> events{};
   std::unordered_map<PlanKey, Plan, PlanKeyHash> plans;
+  // The algorithm each tuned problem settled on; survives plan-cache clears, so a problem never
+  // changes algorithm (and result bits) within the context.
+  std::unordered_map<PlanKey, Candidate, PlanKeyHash> tuned_choice;
 
   BlasState() = default;
   BlasState(const BlasState&) = delete;
@@ -273,8 +287,9 @@ BlasState& blas_state(Context& ctx) {
   R1_LT_CHECK(cublasLtCreate(&s->lt), "matmul", std::string("creating the cuBLASLt handle"));
   R1_CUDA_CHECK(cudaMalloc(&s->workspace, kWorkspaceBytes));
   for (cudaEvent_t& e : s->events) R1_CUDA_CHECK(cudaEventCreate(&e));
+  // Off unless set to something other than "" or "0" (documented value: 1).
   const char* env = std::getenv("R1KIT_GEMM_AUTOTUNE");
-  s->autotune = !(env != nullptr && std::strcmp(env, "0") == 0);
+  s->autotune = env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
   BlasState* raw = s.release();
   ctx.set_backend_state(BackendSlot::blas, raw, [](void* q) { delete static_cast<BlasState*>(q); });
   return *raw;
@@ -349,14 +364,20 @@ cublasStatus_t launch(BlasState& st, const Plan& p, const cublasLtMatmulAlgo_t& 
                         d, p.lc, &algo, st.workspace, kWorkspaceBytes, stream);
 }
 
-// Times the first kTuneCandidates candidates on the call's operands and keeps the fastest.
+// Times the first kTuneCandidates candidates on the call's operands and keeps the fastest; the
+// choice is recorded for the life of the context (BlasState::tuned_choice).
 void tune(Context& ctx, BlasState& st, Plan& p, const ColMajor& cm, const Gemm& g) {
   cudaStream_t stream = stream_of(ctx);
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
   R1_CUDA_CHECK(cudaStreamIsCapturing(stream, &cap));
-  if (cap != cudaStreamCaptureStatusNone) return;  // tuned on a later, uncaptured call
   p.tuned = true;
-  if (p.candidates.size() < 2) return;
+  p.chosen = 0;
+  // Being captured: no timing; heuristic #0 for good, so graph replays and later eager calls of
+  // this problem use the same algorithm.
+  if (cap != cudaStreamCaptureStatusNone || p.candidates.size() < 2) {
+    st.tuned_choice.insert_or_assign(p.key, p.candidates[0]);
+    return;
+  }
   // beta = 0: every run writes the same D, which the real call then writes again. beta != 0:
   // runs must not accumulate into C, so they write a scratch D (C stays an input).
   Tensor scratch;
@@ -385,8 +406,9 @@ void tune(Context& ctx, BlasState& st, Plan& p, const ColMajor& cm, const Gemm& 
   }
   const size_t fastest =
       static_cast<size_t>(std::min_element(best_ms.begin(), best_ms.end()) - best_ms.begin());
-  // Keep the heuristic's first choice unless another is clearly faster (stable across runs).
+  // Keep the heuristic's first choice unless another is clearly faster.
   p.chosen = best_ms[0] <= 1.02f * best_ms[fastest] ? 0 : static_cast<int>(fastest);
+  st.tuned_choice.insert_or_assign(p.key, p.candidates[p.chosen]);
 }
 
 // The plan of a natively supported problem; bias (when set) selects the bias epilogue.
@@ -422,6 +444,7 @@ Plan& plan_for(Context& ctx, BlasState& st, const ColMajor& cm, const Gemm& g) {
   if (it != st.plans.end()) return it->second;
   if (st.plans.size() >= kMaxPlans) st.plans.clear();
   Plan& p = st.plans.try_emplace(key).first->second;
+  p.key = key;
   try {
     const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F;
     const cudaDataType_t scale = f64 ? CUDA_R_64F : CUDA_R_32F;
@@ -476,6 +499,14 @@ Plan& plan_for(Context& ctx, BlasState& st, const ColMajor& cm, const Gemm& g) {
                   g.op, g.describe());
     }
     const bool want_tuning = st.autotune && g.flops() >= kTuneFlops;
+    if (want_tuning) {  // tuned before (the plan cache was cleared since): the same algorithm
+      auto t = st.tuned_choice.find(key);
+      if (t != st.tuned_choice.end()) {
+        p.candidates.push_back(t->second);
+        p.tuned = true;
+        return p;
+      }
+    }
     cublasLtMatmulHeuristicResult_t res[kTuneCandidates];
     int returned = 0;
     const cublasStatus_t hs =
@@ -486,7 +517,7 @@ Plan& plan_for(Context& ctx, BlasState& st, const ColMajor& cm, const Gemm& g) {
     for (int i = 0; i < returned; ++i)
       if (res[i].state == CUBLAS_STATUS_SUCCESS && res[i].workspaceSize <= kWorkspaceBytes)
         p.candidates.push_back(Candidate{res[i]});
-    p.tuned = !want_tuning;
+    p.tuned = !want_tuning || p.candidates.empty();
   } catch (...) {
     st.plans.erase(key);
     throw;
@@ -549,6 +580,9 @@ void run_native(Context& ctx, const Gemm& g, bool may_realign) {
 // Any float dtypes (f64 never mixed with others: the front-ends check it).
 void run(Context& ctx, const Gemm& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.m > kMax32 || g.n > kMax32 || g.k > kMax32 || g.batch > kMax32)
+    R1_THROW("[{}] {} has a dim or batch count beyond cuBLASLt's 32-bit range; split it", g.op,
+             g.describe());
   if (g.k == 0) {  // C = beta·C (+ bias); nothing to do for beta = 1 without a bias
     if (g.beta != 1.0 || g.bias) scale_bias(ctx, g, g.beta, g.bias);
     return;

@@ -2,13 +2,15 @@
 // combinations, batched, odd and degenerate shapes, every float dtype and the mixed ones,
 // alpha/beta with beta = 0 over a NaN-poisoned C and beta = 1 accumulation, unaligned operands, the
 // bias epilogue and its fallbacks, each gradient alone and skipped ones, grouped experts with empty
-// groups (host and device offsets), and the tuned-algorithm path at a size that triggers tuning.
+// groups (host and device offsets), and the algorithm choice at a size that triggers tuning: the
+// heuristic's by default (bit-identical across contexts), the timed one with R1KIT_GEMM_AUTOTUNE=1.
 #include "kernels/matmul.h"
 
 #include <fmt/format.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -292,50 +294,92 @@ TEST(GpuLinear, DbiasOfAnotherDtypeAndUnalignedDy) {
   testing::expect_close(db, db_ref, tol(DType::f32, n), "f32 dbias from bf16 dy");
 }
 
-// ---- the tuned path -----------------------------------------------------------------------------
+// ---- algorithm choice: heuristic by default, tuned with R1KIT_GEMM_AUTOTUNE=1 ------------------
 
-TEST(GpuLinear, LargeProductsUseTheTunedAlgorithm) {
+// A fresh CUDA context that read R1KIT_GEMM_AUTOTUNE = value (nullptr: unset) when it first used
+// cuBLASLt; the variable is restored afterwards.
+std::unique_ptr<Context> context_with_autotune(const char* value) {
+  const char* prev = std::getenv("R1KIT_GEMM_AUTOTUNE");
+  const bool had = prev != nullptr;
+  const std::string saved = had ? prev : "";
+  if (value) {
+    ::setenv("R1KIT_GEMM_AUTOTUNE", value, 1);
+  } else {
+    ::unsetenv("R1KIT_GEMM_AUTOTUNE");
+  }
+  auto ctx = Context::cuda({.seed = 3});
+  Tensor a = ctx->zeros({1, 1}, DType::f32), b = ctx->zeros({1, 1}, DType::f32);
+  Tensor c = ctx->empty({1, 1}, DType::f32);
+  matmul_forward(c, a, b, {}, *ctx);  // creates the cuBLASLt state, reading the variable
+  ctx->synchronize();
+  if (had) {
+    ::setenv("R1KIT_GEMM_AUTOTUNE", saved.c_str(), 1);
+  } else {
+    ::unsetenv("R1KIT_GEMM_AUTOTUNE");
+  }
+  return ctx;
+}
+
+// A linear layer above the tuning threshold: 2·2048·1024·2560 ≈ 1.07e10 flops forward, and as
+// many in dw += dyᵀ·x (beta = 1).
+struct LargeLinear {
+  static constexpr int64_t n = 2048, ch = 1024, oc = 2560;
+  Tensor x, w, bias, dy, dw0, y_ref, dw_ref;
+  LargeLinear() {
+    std::mt19937_64 rng(900);
+    auto& cpu = cpu_ctx();
+    x = testing::random_tensor(cpu, {n, ch}, DType::bf16, rng, -1, 1, "x");
+    w = testing::random_tensor(cpu, {oc, ch}, DType::bf16, rng, -1, 1, "w");
+    bias = testing::random_tensor(cpu, {oc}, DType::bf16, rng, -1, 1, "bias");
+    dy = testing::random_tensor(cpu, {n, oc}, DType::bf16, rng, -1, 1, "dy");
+    dw0 = testing::random_tensor(cpu, {oc, ch}, DType::bf16, rng, -1, 1, "dw");
+    y_ref = cpu.empty({n, oc}, DType::bf16, "y_ref");
+    linear_forward(y_ref, x, w, bias, cpu);
+    dw_ref = clone(dw0);
+    linear_backward(TensorView{}, dw_ref, TensorView{}, dy, x, w, GradWrite::overwrite, cpu);
+  }
+  // Two forward calls (the first builds, and when tuning times, the plan) and one dw +=, on ctx;
+  // host copies of the results.
+  struct Out {
+    Tensor y0, y1, dw;
+  };
+  Out run(Context& ctx) const {
+    auto xd = testing::to_device(x, ctx), wd = testing::to_device(w, ctx);
+    auto bd = testing::to_device(bias, ctx), dyd = testing::to_device(dy, ctx);
+    Out o;
+    for (Tensor* out : {&o.y0, &o.y1}) {
+      auto y = testing::poisoned({n, oc}, DType::bf16, "y", ctx);
+      linear_forward(y, xd, wd, bd, ctx);
+      *out = testing::to_host(y, ctx);
+    }
+    auto dw = testing::device_copy(dw0, ctx);
+    linear_backward(TensorView{}, dw, TensorView{}, dyd, xd, wd, GradWrite::overwrite, ctx);
+    o.dw = testing::to_host(dw, ctx);
+    return o;
+  }
+};
+
+TEST(GpuLinear, LargeProductsHeuristicByDefaultTunedOnRequest) {
   R1_REQUIRE_GPU();
-  std::mt19937_64 rng(900);
-  auto& cpu = cpu_ctx();
-  auto& gpu = gpu_ctx();
-  // 2·2048·1024·2560 ≈ 1.07e10 flops: at or above the tuning threshold.
-  const int64_t n = 2048, ch = 1024, oc = 2560;
-  auto x = testing::random_tensor(cpu, {n, ch}, DType::bf16, rng, -1, 1, "x");
-  auto w = testing::random_tensor(cpu, {oc, ch}, DType::bf16, rng, -1, 1, "w");
-  auto bias = testing::random_tensor(cpu, {oc}, DType::bf16, rng, -1, 1, "bias");
-  auto xd = testing::to_device(x), wd = testing::to_device(w), bd = testing::to_device(bias);
-  auto ref = cpu.empty({n, oc}, DType::bf16, "ref");
-  linear_forward(ref, x, w, bias, cpu);
-  for (int call = 0; call < 2; ++call) {  // the first call tunes, the second uses the cache
-    auto y = testing::poisoned({n, oc}, DType::bf16, "y");
-    linear_forward(y, xd, wd, bd, gpu);
-    testing::expect_close(y, ref, tol(DType::bf16, ch + 1), fmt::format("linear call {}", call));
-  }
-  // beta = 1 (dw +=): tuning runs into a scratch output, so C is accumulated exactly once.
-  auto dy = testing::random_tensor(cpu, {n, oc}, DType::bf16, rng, -1, 1, "dy");
-  auto dw0 = testing::random_tensor(cpu, {oc, ch}, DType::bf16, rng, -1, 1, "dw");
-  auto dw_ref = clone(dw0);
-  linear_backward(TensorView{}, dw_ref, TensorView{}, dy, x, w, GradWrite::overwrite, cpu);
-  auto dyd = testing::to_device(dy);
-  auto dw = testing::device_copy(dw0);
-  linear_backward(TensorView{}, dw, TensorView{}, dyd, xd, wd, GradWrite::overwrite, gpu);
-  testing::expect_close(dw, dw_ref, tol(DType::bf16, n), "dw += (tuned)");
-  // Tuning off (R1KIT_GEMM_AUTOTUNE=0 is read when a context first uses cuBLASLt): same result.
-  ::setenv("R1KIT_GEMM_AUTOTUNE", "0", 1);
-  {
-    auto fresh = Context::cuda({.seed = 3});
-    Tensor x2 = fresh->empty({n, ch}, DType::bf16), w2 = fresh->empty({oc, ch}, DType::bf16);
-    Tensor b2 = fresh->empty({oc}, DType::bf16), y2 = fresh->empty({n, oc}, DType::bf16);
-    fresh->copy(x2, x);
-    fresh->copy(w2, w);
-    fresh->copy(b2, bias);
-    linear_forward(y2, x2, w2, b2, *fresh);
-    auto back = cpu.empty({n, oc}, DType::bf16);
-    fresh->copy(back, y2);
-    testing::expect_close(back, ref, tol(DType::bf16, ch + 1), "linear, tuning off");
-  }
-  ::unsetenv("R1KIT_GEMM_AUTOTUNE");
+  const LargeLinear p;
+  const double tol_y = tol(DType::bf16, LargeLinear::ch + 1), tol_dw = tol(DType::bf16, p.n);
+  // Unset and "0": cuBLASLt's first heuristic choice; two contexts that built their plans
+  // independently compute the same bits (what bit-exact resume across processes relies on).
+  auto unset = context_with_autotune(nullptr);
+  auto off = context_with_autotune("0");
+  const auto a = p.run(*unset), b = p.run(*off);
+  testing::expect_close(a.y0, p.y_ref, tol_y, "linear, default");
+  testing::expect_close(a.dw, p.dw_ref, tol_dw, "dw +=, default");
+  testing::expect_equal(a.y0, a.y1, "linear, default, second call");
+  testing::expect_equal(b.y0, a.y0, "linear, R1KIT_GEMM_AUTOTUNE=0 vs unset");
+  testing::expect_equal(b.dw, a.dw, "dw +=, R1KIT_GEMM_AUTOTUNE=0 vs unset");
+  // "1": the first call times the candidates (beta = 1 into a scratch output, so dw is accumulated
+  // exactly once), then every call of the problem uses the chosen algorithm.
+  auto tuned = context_with_autotune("1");
+  const auto t = p.run(*tuned);
+  testing::expect_close(t.y0, p.y_ref, tol_y, "linear, tuned (first call)");
+  testing::expect_equal(t.y1, t.y0, "linear, tuned, second call");
+  testing::expect_close(t.dw, p.dw_ref, tol_dw, "dw += (tuned)");
 }
 
 // ---- grouped linear -----------------------------------------------------------------------------
