@@ -154,14 +154,9 @@ template <class T, int KD, int VD>
 void launch_bwd_tc(const AttnParams<T>& p, const Tile* key_tiles, int64_t n_key_tiles,
                    const Tile* query_tiles, int64_t n_query_tiles, cudaStream_t stream);
 
-// The head-dim buckets compiled, X(T, KD, VD) for each storage type: (Dqk, Dv) runs on the first
+// The head-dim buckets compiled, X(T, KD, VD): (Dqk, Dv) runs on the first
 // pair that holds both (attention.cu: pick_bucket).
 #define R1_ATTN_FOR_EACH_BUCKET(X, T) X(T, 64, 64) X(T, 128, 128) X(T, 192, 128) X(T, 256, 256)
-#define R1_ATTN_INSTANTIATE(X)       \
-  R1_ATTN_FOR_EACH_BUCKET(X, float)  \
-  R1_ATTN_FOR_EACH_BUCKET(X, double) \
-  R1_ATTN_FOR_EACH_BUCKET(X, bf16)   \
-  R1_ATTN_FOR_EACH_BUCKET(X, f16)
 
 // ---- device building blocks
 // ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// Attention backward, dk/dv kernel (FlashAttention-2's outer loop over keys), CUDA cores. One
+// Attention backward, dk/dv kernel (FlashAttention-2's outer loop over keys), CUDA cores (f32, f64,
+// and bf16/f16 head dims past 192/128; attention_tc_bwd.cu has the others). One
 // block per (key tile of one sequence, kv head g): K and V of the tile stay in shared memory; for
 // each query head of g's group in turn (a fixed order, so the GQA sum is deterministic) and each
 // query tile at or after the diagonal, it recomputes Pᵀ from the saved lse, forms dPᵀ = V·dOᵀ and
@@ -110,6 +111,10 @@ void launch_bwd_dkdv(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t strea
 
 #define R1_ATTN_INST_DKDV(T, KD, VD) \
   template void launch_bwd_dkdv<T, KD, VD>(const AttnParams<T>&, int64_t, cudaStream_t);
-R1_ATTN_INSTANTIATE(R1_ATTN_INST_DKDV)
+// f32 and f64 in every bucket; bf16 and f16 only where the tensor-core backward does not run.
+R1_ATTN_FOR_EACH_BUCKET(R1_ATTN_INST_DKDV, float)
+R1_ATTN_FOR_EACH_BUCKET(R1_ATTN_INST_DKDV, double)
+R1_ATTN_INST_DKDV(bf16, 256, 256)
+R1_ATTN_INST_DKDV(f16, 256, 256)
 
 }  // namespace r1kit::kernels::cuda::attn

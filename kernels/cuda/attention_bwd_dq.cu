@@ -1,8 +1,8 @@
-// Attention backward, dq kernel (FlashAttention-2's second pass, over queries), CUDA cores. One
-// block per (query tile of one sequence, query head h): Q and dO of the tile stay in shared
-// memory; for each key tile up to the diagonal it recomputes P from the saved lse and dP = dO·Vᵀ,
-// forms dS = P ∘ (dP − D) and accumulates dQ += dS·K in registers; dq = scale·dQ is written once
-// per row. No atomics.
+// Attention backward, dq kernel (FlashAttention-2's second pass, over queries), CUDA cores (f32,
+// f64, and bf16/f16 head dims past 192/128; attention_tc_bwd.cu has the others). One block per
+// (query tile of one sequence, query head h): Q and dO of the tile stay in shared memory; for each
+// key tile up to the diagonal it recomputes P from the saved lse and dP = dO·Vᵀ, forms dS = P ∘ (dP
+// − D) and accumulates dQ += dS·K in registers; dq = scale·dQ is written once per row. No atomics.
 #include "kernels/cuda/attention.cuh"
 
 namespace r1kit::kernels::cuda::attn {
@@ -92,6 +92,10 @@ void launch_bwd_dq(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream)
 
 #define R1_ATTN_INST_DQ(T, KD, VD) \
   template void launch_bwd_dq<T, KD, VD>(const AttnParams<T>&, int64_t, cudaStream_t);
-R1_ATTN_INSTANTIATE(R1_ATTN_INST_DQ)
+// f32 and f64 in every bucket; bf16 and f16 only where the tensor-core backward does not run.
+R1_ATTN_FOR_EACH_BUCKET(R1_ATTN_INST_DQ, float)
+R1_ATTN_FOR_EACH_BUCKET(R1_ATTN_INST_DQ, double)
+R1_ATTN_INST_DQ(bf16, 256, 256)
+R1_ATTN_INST_DQ(f16, 256, 256)
 
 }  // namespace r1kit::kernels::cuda::attn
