@@ -85,68 +85,79 @@ struct RopeArgs {
   bool flat32;         // tokens · heads · units_per_head fits 32 bits
 };
 
+// Units per thread per iteration, all loads issued first: two for interleaved (one 16-byte load of
+// x each), one for half_split (already two loads of x, and twice the table entries, per unit).
+template <bool kInterleaved>
+constexpr int kUnroll = kInterleaved ? 2 : 1;
+
 // (a, b) → (a·cos − b·sin, a·sin + b·cos) with sin already multiplied by sign (−1: backward).
 template <class T, class C, int V, bool kWide, bool kInterleaved>
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(T* y, const T* x, const C* cos, const C* sin, const int32_t* positions, RopeArgs a,
                 acc_t<T> sign, ErrorSink sink) {
   using A = acc_t<T>;
+  // A unit: interleaved, V elements = V/2 pairs (2i, 2i+1) from pair k·V/2; half_split, V pairs
+  // (i, i + D/2) from i = k·V.
+  constexpr int kPairs = kInterleaved ? V / 2 : V;
+  constexpr int kU = kUnroll<kInterleaved>;
   const int64_t per_token = static_cast<int64_t>(a.heads) * a.units_per_head;
   const int64_t total = a.tokens * per_token;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
-    int64_t t;
-    int j;
-    if (a.flat32) {
-      const uint32_t ii = static_cast<uint32_t>(i), pt = static_cast<uint32_t>(per_token);
-      t = ii / pt;
-      j = static_cast<int>(ii - static_cast<uint32_t>(t) * pt);
-    } else {
-      t = i / per_token;
-      j = static_cast<int>(i - t * per_token);
-    }
-    const int h = j / a.units_per_head, k = j - h * a.units_per_head;
-    const int32_t p = positions[t];
-    if (p < 0 || p >= a.table_rows) {
-      sink.report(t, p, static_cast<int64_t>(a.table_rows) - 1);
-      continue;
-    }
-    const C* cr = cos + static_cast<int64_t>(p) * a.half;
-    const C* sr = sin + static_cast<int64_t>(p) * a.half;
-    const T* xr = x + t * a.xs0 + h * a.xs1;
-    T* yr = y + t * a.ys0 + h * a.ys1;
-    if constexpr (kInterleaved) {
-      // V elements = V/2 pairs (2i, 2i+1) starting at pair k·V/2.
-      const int e0 = k * V, i0 = e0 / 2;
-      const Vec<T, V> v = load_vec<T, V, kWide>(xr + e0);
-      const Vec<C, V / 2> cv = load_table<C, V / 2, kWide>(cr + i0),
-                          sv = load_table<C, V / 2, kWide>(sr + i0);
-      Vec<T, V> o;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < total;
+       base += stride * kU) {
+    Vec<T, V> va[kU], vb[kU];
+    Vec<C, kPairs> cv[kU], sv[kU];
+    T* yr[kU];
+    bool ok[kU];
 #pragma unroll
-      for (int q = 0; q < V / 2; ++q) {
-        const A av = to_acc(v.v[2 * q]), bv = to_acc(v.v[2 * q + 1]);
-        const A c = static_cast<A>(cv.v[q]), s = sign * static_cast<A>(sv.v[q]);
-        o.v[2 * q] = from_acc<T>(av * c - bv * s);
-        o.v[2 * q + 1] = from_acc<T>(av * s + bv * c);
+    for (int u = 0; u < kU; ++u) {
+      const int64_t i = base + u * stride;
+      ok[u] = false;
+      if (i >= total) continue;
+      int64_t t;
+      int j;
+      if (a.flat32) {
+        const uint32_t ii = static_cast<uint32_t>(i), pt = static_cast<uint32_t>(per_token);
+        t = ii / pt;
+        j = static_cast<int>(ii - static_cast<uint32_t>(t) * pt);
+      } else {
+        t = i / per_token;
+        j = static_cast<int>(i - t * per_token);
       }
-      store_vec<T, V, kWide>(yr + e0, o);
-    } else {
-      // V pairs (i, i + D/2) starting at i = k·V.
-      const int i0 = k * V;
-      const Vec<T, V> va = load_vec<T, V, kWide>(xr + i0),
-                      vb = load_vec<T, V, kWide>(xr + i0 + a.half);
-      const Vec<C, V> cv = load_table<C, V, kWide>(cr + i0), sv = load_table<C, V, kWide>(sr + i0);
+      const int h = j / a.units_per_head, k = j - h * a.units_per_head;
+      const int32_t p = positions[t];
+      if (p < 0 || p >= a.table_rows) {
+        sink.report(t, p, static_cast<int64_t>(a.table_rows) - 1);
+        continue;
+      }
+      ok[u] = true;
+      const int e0 = k * V, i0 = kInterleaved ? e0 / 2 : e0;
+      const T* xr = x + t * a.xs0 + h * a.xs1 + e0;
+      yr[u] = y + t * a.ys0 + h * a.ys1 + e0;
+      va[u] = load_vec<T, V, kWide>(xr);
+      if constexpr (!kInterleaved) vb[u] = load_vec<T, V, kWide>(xr + a.half);
+      cv[u] = load_table<C, kPairs, kWide>(cos + static_cast<int64_t>(p) * a.half + i0);
+      sv[u] = load_table<C, kPairs, kWide>(sin + static_cast<int64_t>(p) * a.half + i0);
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      if (!ok[u]) continue;
       Vec<T, V> oa, ob;
 #pragma unroll
-      for (int q = 0; q < V; ++q) {
-        const A av = to_acc(va.v[q]), bv = to_acc(vb.v[q]);
-        const A c = static_cast<A>(cv.v[q]), s = sign * static_cast<A>(sv.v[q]);
-        oa.v[q] = from_acc<T>(av * c - bv * s);
-        ob.v[q] = from_acc<T>(av * s + bv * c);
+      for (int q = 0; q < kPairs; ++q) {
+        const A c = static_cast<A>(cv[u].v[q]), s = sign * static_cast<A>(sv[u].v[q]);
+        if constexpr (kInterleaved) {
+          const A av = to_acc(va[u].v[2 * q]), bv = to_acc(va[u].v[2 * q + 1]);
+          oa.v[2 * q] = from_acc<T>(av * c - bv * s);
+          oa.v[2 * q + 1] = from_acc<T>(av * s + bv * c);
+        } else {
+          const A av = to_acc(va[u].v[q]), bv = to_acc(vb[u].v[q]);
+          oa.v[q] = from_acc<T>(av * c - bv * s);
+          ob.v[q] = from_acc<T>(av * s + bv * c);
+        }
       }
-      store_vec<T, V, kWide>(yr + i0, oa);
-      store_vec<T, V, kWide>(yr + i0 + a.half, ob);
+      store_vec<T, V, kWide>(yr[u], oa);
+      if constexpr (!kInterleaved) store_vec<T, V, kWide>(yr[u] + a.half, ob);
     }
   }
 }
@@ -173,7 +184,7 @@ void launch(const TensorView& out, const TensorView& in, const TensorView& cos,
   const int64_t total = a.tokens * a.heads * a.units_per_head;
   a.flat32 = total < (int64_t{1} << 32);
   rope_kernel<T, C, V, kWide, kInterleaved>
-      <<<grid_for(ctx, total, kThreads), kThreads, 0, stream_of(ctx)>>>(
+      <<<grid_for(ctx, total, kThreads, kUnroll<kInterleaved>), kThreads, 0, stream_of(ctx)>>>(
           out.ptr<T>(), in.ptr<T>(), cos.ptr<C>(), sin.ptr<C>(), positions.ptr<int32_t>(), a,
           static_cast<acc_t<T>>(sign), error_sink(ctx, what));
   R1_CUDA_CHECK_LAUNCH();

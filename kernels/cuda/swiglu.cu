@@ -87,6 +87,10 @@ __device__ __forceinline__ void locate(const Rows& r, int64_t i, int64_t& row, i
   }
 }
 
+// Units per thread per iteration, all loads issued first: two forward (two loads each), one
+// backward (three loads each; more would cost occupancy in registers).
+constexpr int kUnroll = 2, kUnrollBackward = 1;
+
 // out = g · σ(g) · u.   Views: 0 out, 1 gate, 2 up.
 template <class T, int V>
 __global__ void __launch_bounds__(kThreads)
@@ -94,21 +98,31 @@ __global__ void __launch_bounds__(kThreads)
   using A = acc_t<T>;
   const int64_t total = r.n * r.units;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
-    int64_t row;
-    int k;
-    locate(r, i, row, k);
-    const int64_t col = static_cast<int64_t>(k) * V;
-    const Vec<T, V> g = load_vec<T, V>(gate + row * r.stride[1] + col);
-    const Vec<T, V> u = load_vec<T, V>(up + row * r.stride[2] + col);
-    Vec<T, V> o;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < total;
+       base += stride * kUnroll) {
+    Vec<T, V> g[kUnroll], u[kUnroll];
+    int64_t row[kUnroll], col[kUnroll];
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      const A gj = to_acc(g.v[j]);
-      o.v[j] = from_acc<T>(gj * recip<T>(A(1) + exp_neg<T>(gj)) * to_acc(u.v[j]));
+    for (int q = 0; q < kUnroll; ++q) {
+      const int64_t i = base + q * stride;
+      if (i >= total) continue;
+      int k;
+      locate(r, i, row[q], k);
+      col[q] = static_cast<int64_t>(k) * V;
+      g[q] = load_vec<T, V>(gate + row[q] * r.stride[1] + col[q]);
+      u[q] = load_vec<T, V>(up + row[q] * r.stride[2] + col[q]);
     }
-    store_vec<T, V>(out + row * r.stride[0] + col, o);
+#pragma unroll
+    for (int q = 0; q < kUnroll; ++q) {
+      if (base + q * stride >= total) continue;
+      Vec<T, V> o;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A gj = to_acc(g[q].v[j]);
+        o.v[j] = from_acc<T>(gj * recip<T>(A(1) + exp_neg<T>(gj)) * to_acc(u[q].v[j]));
+      }
+      store_vec<T, V>(out + row[q] * r.stride[0] + col[q], o);
+    }
   }
 }
 
@@ -120,27 +134,37 @@ __global__ void __launch_bounds__(kThreads)
   using A = acc_t<T>;
   const int64_t total = r.n * r.units;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
-    int64_t row;
-    int k;
-    locate(r, i, row, k);
-    const int64_t col = static_cast<int64_t>(k) * V;
-    const Vec<T, V> dy = load_vec<T, V>(dout + row * r.stride[2] + col);
-    const Vec<T, V> g = load_vec<T, V>(gate + row * r.stride[3] + col);
-    const Vec<T, V> u = load_vec<T, V>(up + row * r.stride[4] + col);
-    Vec<T, V> og, ou;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < total;
+       base += stride * kUnrollBackward) {
+    Vec<T, V> dy[kUnrollBackward], g[kUnrollBackward], u[kUnrollBackward];
+    int64_t row[kUnrollBackward], col[kUnrollBackward];
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      const A gj = to_acc(g.v[j]), dyj = to_acc(dy.v[j]), e = exp_neg<T>(gj);
-      const A s = recip<T>(A(1) + e);
-      // 1 − σ(g) = e^−g·σ(g) without the cancellation of 1 − s for g > 0 (where e^−g is finite).
-      const A oms = gj > A(0) ? e * s : A(1) - s;
-      og.v[j] = from_acc<T>(dyj * to_acc(u.v[j]) * s * (A(1) + gj * oms));
-      ou.v[j] = from_acc<T>(dyj * gj * s);
+    for (int q = 0; q < kUnrollBackward; ++q) {
+      const int64_t i = base + q * stride;
+      if (i >= total) continue;
+      int k;
+      locate(r, i, row[q], k);
+      col[q] = static_cast<int64_t>(k) * V;
+      dy[q] = load_vec<T, V>(dout + row[q] * r.stride[2] + col[q]);
+      g[q] = load_vec<T, V>(gate + row[q] * r.stride[3] + col[q]);
+      u[q] = load_vec<T, V>(up + row[q] * r.stride[4] + col[q]);
     }
-    store_vec<T, V>(dgate + row * r.stride[0] + col, og);
-    store_vec<T, V>(dup + row * r.stride[1] + col, ou);
+#pragma unroll
+    for (int q = 0; q < kUnrollBackward; ++q) {
+      if (base + q * stride >= total) continue;
+      Vec<T, V> og, ou;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A gj = to_acc(g[q].v[j]), dyj = to_acc(dy[q].v[j]), e = exp_neg<T>(gj);
+        const A s = recip<T>(A(1) + e);
+        // 1 − σ(g) = e^−g·σ(g) without the cancellation of 1 − s for g > 0 (e^−g finite there).
+        const A oms = gj > A(0) ? e * s : A(1) - s;
+        og.v[j] = from_acc<T>(dyj * to_acc(u[q].v[j]) * s * (A(1) + gj * oms));
+        ou.v[j] = from_acc<T>(dyj * gj * s);
+      }
+      store_vec<T, V>(dgate + row[q] * r.stride[0] + col[q], og);
+      store_vec<T, V>(dup + row[q] * r.stride[1] + col[q], ou);
+    }
   }
 }
 
@@ -170,7 +194,7 @@ void forward_typed(const TensorView& out, const TensorView& gate, const TensorVi
     const Rows r = make_rows<T>({&out, &gate, &up}, vec);
     const int64_t total = r.n * r.units;
     auto kernel = vec ? forward_kernel<T, kPack<T>> : forward_kernel<T, 1>;
-    kernel<<<grid_for(ctx, total, kThreads), kThreads, 0, stream_of(ctx)>>>(
+    kernel<<<grid_for(ctx, total, kThreads, kUnroll), kThreads, 0, stream_of(ctx)>>>(
         out.ptr<T>(), gate.ptr<T>(), up.ptr<T>(), r);
     R1_CUDA_CHECK_LAUNCH();
   });
@@ -184,7 +208,7 @@ void backward_typed(const TensorView& dgate, const TensorView& dup, const Tensor
     const Rows r = make_rows<T>({&dgate, &dup, &dout, &gate, &up}, vec);
     const int64_t total = r.n * r.units;
     auto kernel = vec ? backward_kernel<T, kPack<T>> : backward_kernel<T, 1>;
-    kernel<<<grid_for(ctx, total, kThreads), kThreads, 0, stream_of(ctx)>>>(
+    kernel<<<grid_for(ctx, total, kThreads, kUnrollBackward), kThreads, 0, stream_of(ctx)>>>(
         dgate.ptr<T>(), dup.ptr<T>(), dout.ptr<T>(), gate.ptr<T>(), up.ptr<T>(), r);
     R1_CUDA_CHECK_LAUNCH();
   });
