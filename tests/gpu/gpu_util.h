@@ -122,4 +122,18 @@ inline void expect_equal(const TensorView& got, const TensorView& want, const st
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << what << ": element " << i;
 }
 
+// Byte-for-byte equality (NaN payloads included): for ops specified to reproduce the CPU's bits.
+inline void expect_bitwise_equal(const TensorView& got, const TensorView& want,
+                                 const std::string& what) {
+  Tensor host = got.device.is_cpu() ? Tensor() : to_host(got);
+  const TensorView& g = got.device.is_cpu() ? got : host.view();
+  ASSERT_EQ(g.dtype, want.dtype) << what;
+  ASSERT_EQ(g.nbytes(), want.nbytes()) << what;
+  const auto* a = static_cast<const unsigned char*>(g.data);
+  const auto* b = static_cast<const unsigned char*>(want.data);
+  const size_t es = dtype_size(g.dtype);
+  for (size_t i = 0; i < g.nbytes(); ++i)
+    ASSERT_EQ(a[i], b[i]) << what << ": element " << i / es << " differs (byte " << i % es << ")";
+}
+
 }  // namespace r1kit::testing
