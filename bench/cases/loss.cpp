@@ -11,6 +11,10 @@ using namespace r1kit::kernels;
 
 void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
   const DType f = cfg.dtype;
+  // Per-row statistics (loss, lse, logprob, ...): f64 with f64 logits, f32 otherwise (the ops
+  // require all-f64 or no f64).
+  const DType st = f == DType::f64 ? DType::f64 : DType::f32;
+  const double ssz = dsize(st);
   const int64_t vocab = cfg.quick ? 4096 : 32768, rows = cfg.quick ? 64 : (cfg.cuda ? 4096 : 256);
   cs.push_back({"softmax_forward", fmt::format("{}x{}", rows, vocab), 5.0 * rows * vocab,
                 dsize(f) * 2 * rows * vocab, [=](Context& ctx, std::vector<Tensor>& keep) {
@@ -23,8 +27,8 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
                 dsize(f) * rows * vocab, [=](Context& ctx, std::vector<Tensor>& keep) {
                   keep.push_back(rand(ctx, {rows, vocab}, f, 8));
                   keep.push_back(ids(ctx, {rows}, static_cast<int>(vocab)));
-                  keep.push_back(ctx.empty({rows}, DType::f32));
-                  keep.push_back(ctx.empty({rows}, DType::f32));
+                  keep.push_back(ctx.empty({rows}, st));
+                  keep.push_back(ctx.empty({rows}, st));
                   return std::function<void()>([&ctx, &keep] {
                     cross_entropy_forward(keep[2], keep[3], keep[0], keep[1], ctx);
                   });
@@ -49,10 +53,10 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
                 dsize(f) * 2 * rows * vocab, [=](Context& ctx, std::vector<Tensor>& keep) {
                   keep.push_back(rand(ctx, {rows, vocab}, f, 12));
                   keep.push_back(ids(ctx, {rows}, static_cast<int>(vocab)));
-                  keep.push_back(ctx.empty({rows}, DType::f32));  // loss
-                  keep.push_back(ctx.empty({rows}, DType::f32));  // lse
+                  keep.push_back(ctx.empty({rows}, st));  // loss
+                  keep.push_back(ctx.empty({rows}, st));  // lse
                   cross_entropy_forward(keep[2], keep[3], keep[0], keep[1], ctx);
-                  keep.push_back(rand(ctx, {rows}, DType::f32, 13));  // dloss
+                  keep.push_back(rand(ctx, {rows}, st, 13));  // dloss
                   return std::function<void()>([&ctx, &keep] {
                     cross_entropy_backward(keep[0], keep[4], keep[0], keep[1], keep[3], ctx);
                   });
@@ -67,13 +71,13 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
   auto logits_setup = [=](Context& ctx, std::vector<Tensor>& keep) {
     keep.push_back(rand(ctx, {tn, tv}, f, 19, -8, 8));     // 0: logits
     keep.push_back(ids(ctx, {tn}, static_cast<int>(tv)));  // 1: targets
-    keep.push_back(ctx.empty({tn}, DType::f32));           // 2: logprob
-    keep.push_back(ctx.empty({tn}, DType::f32));           // 3: entropy
-    keep.push_back(ctx.empty({tn}, DType::f32));           // 4: lse
+    keep.push_back(ctx.empty({tn}, st));                   // 2: logprob
+    keep.push_back(ctx.empty({tn}, st));                   // 3: entropy
+    keep.push_back(ctx.empty({tn}, st));                   // 4: lse
     logprob_forward(keep[2], keep[3], keep[4], keep[0], keep[1], 0.9, ctx);
   };
   cs.push_back({"logprob_forward", fmt::format("{}x{}", tn, tv), 8.0 * tn * tv,
-                dsize(f) * tn * tv + 4.0 * 4 * tn, [=](Context& ctx, std::vector<Tensor>& keep) {
+                dsize(f) * tn * tv + ssz * 4 * tn, [=](Context& ctx, std::vector<Tensor>& keep) {
                   logits_setup(ctx, keep);
                   return std::function<void()>([&ctx, &keep] {
                     logprob_forward(keep[2], keep[3], keep[4], keep[0], keep[1], 0.9, ctx);
@@ -83,11 +87,11 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
     cs.push_back(
         {with_entropy ? "logprob_backward_entropy" : "logprob_backward",
          fmt::format("{}x{}", tn, tv), (with_entropy ? 12.0 : 6.0) * tn * tv,
-         dsize(f) * 2 * tn * tv + 4.0 * 4 * tn, [=](Context& ctx, std::vector<Tensor>& keep) {
+         dsize(f) * 2 * tn * tv + ssz * 4 * tn, [=](Context& ctx, std::vector<Tensor>& keep) {
            logits_setup(ctx, keep);
-           keep.push_back(rand(ctx, {tn}, DType::f32, 20));  // 5: dlogprob
-           keep.push_back(rand(ctx, {tn}, DType::f32, 21));  // 6: dentropy
-           keep.push_back(ctx.empty({tn, tv}, f));           // 7: dlogits
+           keep.push_back(rand(ctx, {tn}, st, 20));  // 5: dlogprob
+           keep.push_back(rand(ctx, {tn}, st, 21));  // 6: dentropy
+           keep.push_back(ctx.empty({tn, tv}, f));   // 7: dlogits
            return std::function<void()>([&ctx, &keep, with_entropy] {
              logprob_backward(keep[7], keep[5], with_entropy ? keep[6].view() : TensorView{},
                               keep[0], keep[1], keep[4], 0.9, ctx);
@@ -104,9 +108,9 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
     keep.push_back(rand(ctx, {ln, lc}, f, 15));
     keep.push_back(rand(ctx, {lv, lc}, f, 16, -0.05, 0.05));
     keep.push_back(ids(ctx, {ln}, static_cast<int>(lv)));
-    keep.push_back(ctx.empty({ln}, DType::f32));
-    keep.push_back(ctx.empty({ln}, DType::f32));
-    keep.push_back(ctx.empty({ln}, DType::f32));
+    keep.push_back(ctx.empty({ln}, st));
+    keep.push_back(ctx.empty({ln}, st));
+    keep.push_back(ctx.empty({ln}, st));
   };
   cs.push_back({"logprob_head_forward", fmt::format("{}x{}x{}", ln, lc, lv), 2.0 * ln * lc * lv,
                 dsize(f) * (ln * lc + lv * lc), [=](Context& ctx, std::vector<Tensor>& keep) {
@@ -121,10 +125,10 @@ void add_loss_cases(std::vector<Case>& cs, const BenchConfig& cfg) {
                   head_setup(ctx, keep);
                   logprob_head_forward(keep[3], keep[4], keep[5], keep[0], keep[1], keep[2], 1.0,
                                        chunk, ctx);
-                  keep.push_back(rand(ctx, {ln}, DType::f32, 17));  // 6: dlogprob
-                  keep.push_back(rand(ctx, {ln}, DType::f32, 18));  // 7: dentropy
-                  keep.push_back(ctx.empty({ln, lc}, f));           // 8: dh
-                  keep.push_back(ctx.zeros({lv, lc}, f));           // 9: dw
+                  keep.push_back(rand(ctx, {ln}, st, 17));  // 6: dlogprob
+                  keep.push_back(rand(ctx, {ln}, st, 18));  // 7: dentropy
+                  keep.push_back(ctx.empty({ln, lc}, f));   // 8: dh
+                  keep.push_back(ctx.zeros({lv, lc}, f));   // 9: dw
                   return std::function<void()>([&ctx, &keep, chunk] {
                     logprob_head_backward(keep[8], keep[9], keep[6], keep[7], keep[0], keep[1],
                                           keep[2], keep[5], 1.0, chunk, ctx);

@@ -37,7 +37,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const dou
 //   lse = m + log s,  s = Σ_j e_j,  e_j = exp(z_j − m);
 //   logprob = z_t − lse;
 //   H = −Σ p_j log p_j = log s − Σ_j e_j (z_j − m) / s   (shift-invariant, no cancellation at m).
-// entropy may be null.
+// Terms with p_j = 0 (a −inf logit) count 0, the limit of p log p. A row with no logit above −inf
+// has no distribution: everything comes out NaN. entropy may be null.
 template <class T, class R>
 void forward_rows(const T* logits, int64_t rows, int64_t vocab, const int32_t* targets,
                   double temperature, R* logprob, R* entropy, R* lse, Context& ctx) {
@@ -51,7 +52,8 @@ void forward_rows(const T* logits, int64_t rows, int64_t vocab, const int32_t* t
         const double d = static_cast<double>(x[j]) / temperature - m;
         const double ej = std::exp(d);
         s += ej;
-        sd += ej * d;
+        // A −inf logit has e_j = 0 and d = −inf: its term is the limit 0 (0·(−inf) would be NaN).
+        if (ej > 0) sd += ej * d;
       }
       const double log_s = std::log(s);
       const double l = m + log_s;
@@ -65,7 +67,7 @@ void forward_rows(const T* logits, int64_t rows, int64_t vocab, const int32_t* t
 // Backward over `rows` rows; dlogits may alias logits (the fused head works in place). Per row,
 // with p_j = exp(z_j − lse) from the saved lse and H = Σ_j p_j (lse − z_j):
 //   dz_j = dlogprob·(1[j = t] − p_j) − dentropy·p_j·((z_j − lse) + H);  dlogits_j = dz_j / τ.
-// dentropy may be null.
+// Entropy terms with p_j = 0 (a −inf logit) are 0, as in the forward. dentropy may be null.
 template <class T, class R>
 void backward_rows(T* dlogits, const T* logits, int64_t rows, int64_t vocab, const int32_t* targets,
                    const R* lse, const R* dlogprob, const R* dentropy, double temperature,
@@ -80,7 +82,8 @@ void backward_rows(T* dlogits, const T* logits, int64_t rows, int64_t vocab, con
       if (dentropy) {
         for (int64_t j = 0; j < vocab; ++j) {
           const double lp = static_cast<double>(x[j]) / temperature - l;
-          ent -= std::exp(lp) * lp;
+          const double p = std::exp(lp);
+          if (p > 0) ent -= p * lp;  // p = 0 (lp = −inf): the limit 0, not 0·(−inf)
         }
       }
       const int64_t t = targets[i];
@@ -88,7 +91,7 @@ void backward_rows(T* dlogits, const T* logits, int64_t rows, int64_t vocab, con
         const double lp = static_cast<double>(x[j]) / temperature - l;
         const double p = std::exp(lp);
         double dz = dlp * ((j == t ? 1.0 : 0.0) - p);
-        if (dentropy) dz -= dent * p * (lp + ent);
+        if (dentropy && p > 0) dz -= dent * p * (lp + ent);  // p = 0: no entropy gradient
         dx[j] = static_cast<T>(dz / temperature);
       }
     }

@@ -14,7 +14,7 @@
 // Targets live on the device, so the kernels check them: a target outside [0, V) is reported
 // through the context's ErrorSink (thrown at the next synchronize) and its row gets NaN outputs;
 // nothing is read out of bounds. Entropy terms with p = 0 (a −inf logit) count 0 (the limit of
-// p log p), where the CPU reference's 0·(−inf) gives NaN. Deterministic.
+// p log p), as in the CPU reference. Deterministic.
 #include <algorithm>
 
 #include "kernels/cuda/vocab_rows.cuh"

@@ -258,7 +258,7 @@ __device__ __forceinline__ A group_sum(A v, A* red) {
 // ---- walking a row -----------------------------------------------------------------------------
 
 // Elements [0, head) and [tail, v) are scalars; [head, tail) are npack 16-byte packs. Indices
-// within a row are int (the host checks v < 2^31): fewer registers than int64_t.
+// within a row are int (the host checks v < 2^30): fewer registers than int64_t.
 struct RowSpan {
   int head, npack, tail;
 };
@@ -450,10 +450,11 @@ inline void allow_smem(K* kernel, const RowPlan& p) {
                                        static_cast<int>(p.smem)));
 }
 
-// Row lengths are int inside the kernels.
+// Row lengths are int inside the kernels; below 2^30 so that no loop index (j + blockDim.x, a pack
+// batch's k0 + kUnroll·blockDim.x) can pass INT_MAX.
 inline int row_len(int64_t v, const char* op) {
-  R1_CHECK(v <= 0x7fffffff, "[{}] rows of {} elements are too long for the CUDA kernels (< 2^31)",
-           op, v);
+  R1_CHECK(v < (int64_t{1} << 30),
+           "[{}] rows of {} elements are too long for the CUDA kernels (< 2^30)", op, v);
   return static_cast<int>(v);
 }
 

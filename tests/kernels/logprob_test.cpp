@@ -156,6 +156,90 @@ TEST(Logprob, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// −inf logits (masked vocabulary entries) have p = 0 and contribute nothing: the forward and the
+// backward equal those of the same rows with the −inf columns removed, the entropy and its gradient
+// included (no 0·(−inf) = NaN), and the removed columns get dlogits exactly 0. A target on a −inf
+// logit has logprob −inf and a finite entropy.
+TEST(Logprob, NegInfLogitsContributeNothing) {
+  std::mt19937_64 rng(16);
+  auto& ctx = cpu_ctx();
+  const int64_t n = 4, vocab = 9, kept = vocab - 2;
+  const double tau = 0.8, inf = INFINITY;
+  auto base = testing::random_tensor(ctx, {n, vocab}, DType::f64, rng, -2, 2, "logits");
+  std::vector<double> full = testing::to_double(base), packed;
+  std::vector<double> t_full, t_packed;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t a = (3 * i) % vocab, b = (3 * i + 4) % vocab;  // the −inf columns of row i
+    full[i * vocab + a] = full[i * vocab + b] = -inf;
+    const int64_t t = (3 * i + 1) % vocab;  // never a or b
+    int64_t tp = 0;
+    for (int64_t j = 0, k = 0; j < vocab; ++j) {
+      if (j == a || j == b) continue;
+      if (j == t) tp = k;
+      packed.push_back(full[i * vocab + j]);
+      ++k;
+    }
+    t_full.push_back(static_cast<double>(t));
+    t_packed.push_back(static_cast<double>(tp));
+  }
+  auto x = testing::tensor_from(ctx, {n, vocab}, DType::f64, full, "logits");
+  auto xp = testing::tensor_from(ctx, {n, kept}, DType::f64, packed, "logits");
+  auto tf = testing::tensor_from(ctx, {n}, DType::i32, t_full, "targets");
+  auto tp = testing::tensor_from(ctx, {n}, DType::i32, t_packed, "targets");
+
+  auto lp = ctx.empty({n}, DType::f64), ent = ctx.empty({n}, DType::f64);
+  auto lse = ctx.empty({n}, DType::f64);
+  auto lp_p = ctx.empty({n}, DType::f64), ent_p = ctx.empty({n}, DType::f64);
+  auto lse_p = ctx.empty({n}, DType::f64);
+  logprob_forward(lp, ent, lse, x, tf, tau, ctx);
+  logprob_forward(lp_p, ent_p, lse_p, xp, tp, tau, ctx);
+  const auto ent_v = testing::to_double(ent);
+  for (double e : ent_v) ASSERT_TRUE(std::isfinite(e)) << "entropy with -inf logits";
+  expect_close(testing::to_double(lp), testing::to_double(lp_p), 1e-13, "logprob");
+  expect_close(ent_v, testing::to_double(ent_p), 1e-13, "entropy");
+  expect_close(testing::to_double(lse), testing::to_double(lse_p), 1e-13, "lse");
+
+  auto glp = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dlogprob");
+  auto gent = testing::random_tensor(ctx, {n}, DType::f64, rng, -1, 1, "dentropy");
+  for (bool with_entropy : {true, false}) {
+    SCOPED_TRACE(with_entropy ? "with dentropy" : "no dentropy");
+    const TensorView ge = with_entropy ? gent.view() : TensorView{};
+    auto dx = ctx.empty({n, vocab}, DType::f64, "dlogits");
+    auto dxp = ctx.empty({n, kept}, DType::f64, "dlogits");
+    testing::fill_constant(dx, NAN);
+    logprob_backward(dx, glp, ge, x, tf, lse, tau, ctx);
+    logprob_backward(dxp, glp, ge, xp, tp, lse_p, tau, ctx);
+    const auto d = testing::to_double(dx), dp = testing::to_double(dxp);
+    std::vector<double> d_kept;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < vocab; ++j) {
+        const double g = d[i * vocab + j];
+        if (std::isinf(full[i * vocab + j])) {
+          EXPECT_EQ(g, 0.0) << "dlogits of a -inf logit at " << i << ", " << j;
+        } else {
+          d_kept.push_back(g);
+        }
+      }
+    expect_close(d_kept, dp, 1e-13, "dlogits");
+  }
+
+  // A target on a −inf logit: logprob −inf, the entropy as before; its dlogits is dlogprob / τ
+  // (1 − p with p = 0), the others as before.
+  std::vector<double> t_bad_v = t_full;
+  t_bad_v[1] = 3;  // row 1's first −inf column
+  auto t_bad = testing::tensor_from(ctx, {n}, DType::i32, t_bad_v, "targets");
+  auto lp2 = ctx.empty({n}, DType::f64), ent2 = ctx.empty({n}, DType::f64);
+  auto lse2 = ctx.empty({n}, DType::f64);
+  logprob_forward(lp2, ent2, lse2, x, t_bad, tau, ctx);
+  EXPECT_EQ(testing::to_double(lp2)[1], -inf);
+  expect_close(testing::to_double(ent2), ent_v, 1e-13, "entropy, target on -inf");
+  auto dx2 = ctx.empty({n, vocab}, DType::f64, "dlogits");
+  logprob_backward(dx2, glp, gent, x, t_bad, lse2, tau, ctx);
+  const auto d2 = testing::to_double(dx2);
+  for (double g : d2) ASSERT_TRUE(std::isfinite(g)) << "dlogits, target on -inf";
+  EXPECT_NEAR(d2[1 * vocab + 3], testing::to_double(glp)[1] / tau, 1e-15);
+}
+
 // Random inputs of the fused head, drawn in this order: h (N, C) and w (V, C) in [−1, 1), targets
 // (N) in [0, V), and the upstream gradients dlogprob, dentropy (N) in [−1, 1).
 struct HeadInputs {
