@@ -505,8 +505,10 @@ __global__ void perm_chunk_scan_kernel(int32_t* __restrict__ hist, int32_t* __re
 }
 
 // offsets (e + 1): offsets[0] = 0 and offsets[1..e] (the expert totals) -> their inclusive scan,
-// so offsets is the exclusive scan of the totals. One block.
-__global__ void perm_offsets_kernel(int32_t* __restrict__ offsets, int e) {
+// so offsets is the exclusive scan of the totals. One block of kOffsetsThreads.
+constexpr int kOffsetsThreads = 1024;
+__global__ void __launch_bounds__(kOffsetsThreads)
+    perm_offsets_kernel(int32_t* __restrict__ offsets, int e) {
   __shared__ int warp_total[32];
   __shared__ int carry;
   if (threadIdx.x == 0) {
@@ -653,6 +655,7 @@ __global__ void perm_invert_kernel(int32_t* __restrict__ pos, const int32_t* __r
 Tensor invert_perm(const TensorView& perm_index, const char* op, Context& ctx) {
   const int64_t m = perm_index.numel();
   Tensor pos = ctx.empty({m}, DType::i32, "moe_pos");
+  if (m == 0) return pos;  // K = 0 (unpermute of zero slots): nothing to invert, no launch
   R1_CUDA_CHECK(cudaMemsetAsync(pos.data(), 0xFF, static_cast<size_t>(m) * 4, stream_of(ctx)));
   const PermMessages msg = perm_messages(op, ctx);
   perm_invert_kernel<<<grid_for(ctx, m, 256), 256, 0, stream_of(ctx)>>>(
@@ -964,7 +967,7 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
   perm_chunk_scan_kernel<<<static_cast<unsigned>((e + 7) / 8), 256, 0, stream>>>(
       hist.ptr<int32_t>(), expert_offsets.ptr<int32_t>(), static_cast<int>(nch), ei);
   R1_CUDA_CHECK_LAUNCH();
-  perm_offsets_kernel<<<1, 1024, 0, stream>>>(expert_offsets.ptr<int32_t>(), ei);
+  perm_offsets_kernel<<<1, kOffsetsThreads, 0, stream>>>(expert_offsets.ptr<int32_t>(), ei);
   R1_CUDA_CHECK_LAUNCH();
   // Shared running ranks when the block's (warps + 1) rows of E ints fit in 48 KiB.
   int wpb = 4;

@@ -151,6 +151,55 @@ TEST(GpuMoeRoute, AllEqualChoicesPickTheLowestIndices) {
   }
 }
 
+// Sizes the warp-per-token kernels must walk in strides: E not a multiple of 32 with K > 32 (the
+// slot loops take two passes), more groups than lanes (40 groups of 2), and K = E (every expert).
+TEST(GpuMoeRoute, OddSizesMatchCpu) {
+  R1_REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  auto& cpu = cpu_ctx();
+  auto& gpu = gpu_ctx();
+  struct Size {
+    int64_t n, e, k, groups, topk_group;
+  };
+  for (const Size s : {Size{77, 100, 34, 4, 2}, Size{53, 80, 6, 40, 20}, Size{41, 40, 40, 5, 5}}) {
+    for (MoeTopkMethod method :
+         {MoeTopkMethod::greedy, MoeTopkMethod::group_limited_greedy, MoeTopkMethod::noaux_tc}) {
+      for (MoeScoring scoring : {MoeScoring::softmax, MoeScoring::sigmoid}) {
+        for (bool ties : {false, true}) {
+          const MoeGroupMaskFill fill = ties ? MoeGroupMaskFill::zero : MoeGroupMaskFill::neg_inf;
+          const MoeRouting cfg =
+              config(s.e, s.k, scoring, method, s.groups, s.topk_group, fill, !ties);
+          const std::string what =
+              fmt::format("E {} K {} groups {} {} {} ties {}", s.e, s.k, s.groups,
+                          moe_topk_method_name(method), moe_scoring_name(scoring), ties);
+          Tensor logits = router_logits(s.n, s.e, DType::f32, ties, rng);
+          Tensor bias = testing::random_tensor(cpu, {s.e}, DType::f32, rng, -0.6, 0.1, "bias");
+          expect_route_matches(logits, &bias, cfg, what + " bias");
+          expect_route_matches(logits, nullptr, cfg, what + " no bias");
+        }
+      }
+    }
+  }
+  // The backward with K = 34 > 32 slots per token.
+  for (MoeScoring scoring : {MoeScoring::softmax, MoeScoring::sigmoid}) {
+    for (bool renorm : {false, true}) {
+      SCOPED_TRACE(
+          fmt::format("backward E 100 K 34 {} renorm {}", moe_scoring_name(scoring), renorm));
+      const MoeRouting cfg =
+          config(100, 34, scoring, MoeTopkMethod::greedy, 1, 1, MoeGroupMaskFill::zero, renorm);
+      Tensor logits = router_logits(77, 100, DType::f32, false, rng);
+      Routed r = route(cpu, logits, TensorView(), cfg, DType::f32, false);
+      Tensor dw = testing::random_tensor(cpu, {77, 34}, DType::f32, rng, -1, 1, "dtopk_weight");
+      Tensor ref = cpu.empty({77, 100}, DType::f32, "dlogits");
+      moe_route_backward(ref, dw, r.idx, r.scores, cfg, cpu);
+      Tensor got = testing::poisoned({77, 100}, DType::f32, "dlogits");
+      moe_route_backward(got, testing::to_device(dw), testing::to_device(r.idx),
+                         testing::to_device(r.scores), cfg, gpu);
+      testing::expect_close(got, ref, testing::tolerance(DType::f32, 34), "dlogits");
+    }
+  }
+}
+
 TEST(GpuMoeRoute, BackwardMatchesCpu) {
   R1_REQUIRE_GPU();
   std::mt19937_64 rng(3);
@@ -273,11 +322,13 @@ TEST(GpuMoePermute, StableSortAndRowCopyMatchCpu) {
     DType dt;
   };
   // Row bytes: 14336 (16-byte words), 40 (8), 148 (4), 74 (2), 37 (1); one to several hundred
-  // chunks of the counting sort.
+  // chunks of the counting sort. E = 6500 and 9000: the running ranks no longer fit in shared
+  // memory (the global-memory path), and the offsets scan takes several 1024-expert passes.
   for (const Case s : {Case{301, 8, 256, 7168, DType::bf16}, Case{1001, 6, 64, 5, DType::f64},
                        Case{37, 1, 64, 37, DType::f32}, Case{4097, 8, 256, 37, DType::bf16},
                        Case{40001, 8, 256, 8, DType::bf16}, Case{999, 6, 64, 37, DType::i8},
-                       Case{513, 8, 64, 16, DType::i32}}) {
+                       Case{513, 8, 64, 16, DType::i32}, Case{301, 4, 6500, 3, DType::f32},
+                       Case{2000, 8, 9000, 16, DType::bf16}}) {
     for (bool skewed : {false, true}) {
       SCOPED_TRACE(fmt::format("N {} K {} E {} C {} {} skewed {}", s.n, s.k, s.e, s.c,
                                dtype_name(s.dt), skewed));
@@ -413,6 +464,46 @@ TEST(GpuMoeUnpermute, ReportPermIndexThatIsNotAPermutation) {
   testing::expect_error_contains(
       [&] { gpu.synchronize(); },
       {"[moe_unpermute_backward]", "is not a permutation of [0, 60)", " again"});
+}
+
+// N = 0 everywhere launches nothing (and still zeroes counts and expert_offsets); K = 0 slots
+// per token makes y and dx zero as on the CPU.
+TEST(GpuMoe, EmptyInputsLaunchNothing) {
+  R1_REQUIRE_GPU();
+  auto& cpu = cpu_ctx();
+  auto& gpu = gpu_ctx();
+  const MoeRouting cfg = config(64, 6, MoeScoring::sigmoid, MoeTopkMethod::noaux_tc, 8, 4,
+                                MoeGroupMaskFill::zero, true);
+  Tensor logits = gpu.empty({0, 64}, DType::f32, "router_logits");
+  Tensor idx = gpu.empty({0, 6}, DType::i32, "topk_idx");
+  Tensor w = gpu.empty({0, 6}, DType::f32, "topk_weight");
+  Tensor scores = gpu.empty({0, 64}, DType::f32, "scores");
+  moe_route_forward(idx, w, scores, logits, TensorView(), cfg, gpu);
+  Tensor dlogits = gpu.empty({0, 64}, DType::f32, "dlogits");
+  moe_route_backward(dlogits, w, idx, scores, cfg, gpu);
+  Tensor counts = testing::poisoned({64}, DType::i64, "counts");
+  moe_expert_counts(counts, idx, gpu);
+  testing::expect_equal(counts, cpu.zeros({64}, DType::i64), "counts of no tokens");
+  Tensor x = gpu.empty({0, 16}, DType::bf16, "x"), x_perm = gpu.empty({0, 16}, DType::bf16);
+  Tensor ids = gpu.empty({0, 4}, DType::i32, "topk_idx"), perm = gpu.empty({0}, DType::i32);
+  Tensor offsets = testing::poisoned({65}, DType::i32, "expert_offsets");
+  moe_permute(x_perm, perm, offsets, x, ids, gpu);
+  testing::expect_equal(offsets, cpu.zeros({65}, DType::i32), "expert_offsets of no tokens");
+  Tensor dx = gpu.empty({0, 16}, DType::bf16, "dx");
+  moe_permute_backward(dx, x_perm, perm, gpu);
+  Tensor w4 = gpu.empty({0, 4}, DType::f32, "topk_weight");
+  moe_unpermute(dx, x_perm, perm, w4, gpu);
+  Tensor dw4 = gpu.empty({0, 4}, DType::f32, "dtopk_weight");
+  Tensor dx_perm = gpu.empty({0, 16}, DType::bf16, "dy_perm");
+  moe_unpermute_backward(dx_perm, dw4, dx, x_perm, perm, w4, gpu);
+  // K = 0: y = Σ over no slots = 0 (the CPU writes zeros too); the backward has nothing to write.
+  Tensor y = testing::poisoned({3, 16}, DType::f32, "y");
+  Tensor yp0 = gpu.empty({0, 16}, DType::f32, "y_perm"), w0 = gpu.empty({3, 0}, DType::f32);
+  moe_unpermute(y, yp0, perm, w0, gpu);
+  testing::expect_equal(y, cpu.zeros({3, 16}, DType::f32), "y over zero slots");
+  Tensor dyp0 = gpu.empty({0, 16}, DType::f32, "dy_perm"), dw0 = gpu.empty({3, 0}, DType::f32);
+  moe_unpermute_backward(dyp0, dw0, y, yp0, perm, w0, gpu);
+  gpu.synchronize();
 }
 
 }  // namespace

@@ -202,5 +202,17 @@ TEST(GpuSample, ReportsBadLogitsAndCounters) {
   }
 }
 
+TEST(GpuSample, EmptyBatchLaunchesNothing) {
+  R1_REQUIRE_GPU();
+  auto& gpu = gpu_ctx();
+  Tensor logits = gpu.empty({0, 100}, DType::f32, "logits");
+  Tensor cnt = gpu.empty({0, 2}, DType::i64, "rng_counters");
+  Tensor tok = gpu.empty({0}, DType::i32, "tokens");
+  Tensor lp = gpu.empty({0}, DType::f32, "token_logprob");
+  for (const SamplingParams& sp : {params(1, 10, 0.9, 0.1), params(0, 0, 1, 0)})
+    sample_forward(tok, lp, logits, cnt, sp, 1, gpu);
+  gpu.synchronize();
+}
+
 }  // namespace
 }  // namespace r1kit::kernels
