@@ -11,7 +11,8 @@
 #   --no-bench  tests only
 # Environment: R1KIT_DEBS, a folder of .deb files (default .debs/, filled by
 #   scripts/fetch-gpu-debs.sh on a machine with network): unpacked with dpkg -x into the build folder
-#   when the host has no RE2 headers, and put on the compiler/CMake search paths.
+#   when the host lacks the RE2, utf8proc or SentencePiece headers, and put on the compiler/CMake
+#   search paths.
 # Results: summary.txt (machine, versions, test totals), build.log, gpu_tests.log, gpu_tests.xml
 #   (JUnit), cpu_tests.log, bench_cuda.jsonl, bench_gemm.jsonl, bench_cpu.jsonl.
 set -uo pipefail
@@ -49,9 +50,13 @@ status=0
   echo "cores: $jobs"
 } > "$summary" 2>&1
 
-# --- RE2 from local .deb files when the host has none -------------------------------------------
+# --- RE2 (and the other tokenizer libraries) from local .deb files when the host lacks them -----
 extra=()
-if [ ! -f /usr/include/re2/re2.h ]; then
+missing_hdr=0
+for h in re2/re2.h utf8proc.h sentencepiece_processor.h; do
+  [ -f "/usr/include/$h" ] || missing_hdr=1
+done
+if [ "$missing_hdr" = 1 ]; then
   debs="${R1KIT_DEBS:-.debs}"
   if ls "$debs"/libre2*.deb >/dev/null 2>&1; then
     root="$PWD/$build/deps-root"
@@ -63,13 +68,16 @@ if [ ! -f /usr/include/re2/re2.h ]; then
     export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     extra+=(-DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_LIBRARY_PATH="$libdir")
     echo "RE2: unpacked $(ls "$debs"/*.deb | xargs -n1 basename | tr '\n' ' ')into $root" >> "$summary"
-    [ -f "$root/usr/include/re2/re2.h" ] || { echo "gpu-check: RE2 headers missing after unpacking $debs" | tee -a "$summary"; exit 1; }
+    for h in re2/re2.h utf8proc.h sentencepiece_processor.h; do
+      [ -f "/usr/include/$h" ] || [ -f "$root/usr/include/$h" ] ||
+        { echo "gpu-check: $h missing after unpacking $debs" | tee -a "$summary"; exit 1; }
+    done
   else
-    echo "gpu-check: the host has no RE2 and $debs holds no libre2*.deb (run scripts/fetch-gpu-debs.sh where there is network)" | tee -a "$summary"
+    echo "gpu-check: the host lacks RE2/utf8proc/SentencePiece headers and $debs holds no libre2*.deb (run scripts/fetch-gpu-debs.sh where there is network)" | tee -a "$summary"
     exit 1
   fi
 else
-  echo "RE2: host package" >> "$summary"
+  echo "RE2, utf8proc, SentencePiece: host packages" >> "$summary"
 fi
 
 # --- configure and build ------------------------------------------------------------------------
