@@ -63,6 +63,11 @@ if [ "$missing_hdr" = 1 ]; then
     mkdir -p "$root"
     for f in "$debs"/*.deb; do dpkg -x "$f" "$root"; done
     libdir="$root/usr/lib/x86_64-linux-gnu"
+    # The packages' .pc files say prefix=/usr: point them at the unpacked tree.
+    for pc in "$libdir"/pkgconfig/*.pc; do
+      sed -i -E "s#^(prefix|exec_prefix|libdir|includedir)=/usr#\1=$root/usr#" "$pc"
+    done
+    export PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
     export CPATH="$root/usr/include${CPATH:+:$CPATH}"
     export LIBRARY_PATH="$libdir${LIBRARY_PATH:+:$LIBRARY_PATH}"
     export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
