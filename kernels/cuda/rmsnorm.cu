@@ -8,8 +8,9 @@
 // read from memory once.
 //
 // dw (+=) without atomics: each row group (warp or block) sums dy·x·rstd over the rows it visits in
-// shared memory (each thread its own columns) and writes one fp32 (f64 for f64) partial row of a
-// (groups, C) scratch; a second kernel adds the partials in a fixed order. The grouping depends
+// shared memory (each thread its own columns); each block then writes one fp32 (f64 for f64)
+// partial row (a warp-per-row block first adds its warps' rows in warp order) of a (blocks, C)
+// scratch; a second kernel adds the partials in a fixed order. The grouping depends
 // only on the shape and the device (its SM count and occupancy), so results are deterministic. Rows
 // too wide for the registers take dx and dw in separate passes (dw partials over row chunks, then
 // the same fixed-order sum).
@@ -164,8 +165,9 @@ __global__ void __launch_bounds__(1024)
 
 // ---- backward ----------------------------------------------------------------------------------
 
-// dx_j (=|+=) rstd · (w_j dy_j − x_j · rstd² · mean(w dy x)). With kDW, also the group's partial
-// dw row Σ dy·x·rstd over its rows into part[group, :] (written even when the group had no row).
+// dx_j (=|+=) rstd · (w_j dy_j − x_j · rstd² · mean(w dy x)). With kDW, also the block's partial
+// dw row Σ dy·x·rstd over the rows its groups visited into part[blockIdx.x, :] (written even when
+// the block had no row; warp groups' rows are added in warp order first).
 // dx may be dy (overwrite only; same read-before-write argument as the forward).
 template <class T, class W, class R, int V, int NP, bool kWarp, bool kDW>
 __global__ void __launch_bounds__(512)
@@ -261,8 +263,19 @@ __global__ void __launch_bounds__(512)
       }
     }
   }
-  if constexpr (kDW) {
-    A* pr = part + g.first() * c;
+  if constexpr (kDW && kWarp) {
+    // One partial row per block: the warps' rows added in warp order (fixed, so deterministic).
+    __syncthreads();  // every warp's accumulators are final
+    const A* rows = reinterpret_cast<const A*>(smem);
+    const int warps = blockDim.x >> 5;
+    A* pr = part + static_cast<int64_t>(blockIdx.x) * c;
+    for (int j = threadIdx.x; j < c; j += blockDim.x) {
+      A t = 0;
+      for (int wi = 0; wi < warps; ++wi) t += rows[static_cast<int64_t>(wi) * c + j];
+      pr[j] = t;
+    }
+  } else if constexpr (kDW) {
+    A* pr = part + static_cast<int64_t>(blockIdx.x) * c;
 #pragma unroll
     for (int k = 0; k < NP; ++k) {
       const int u = lane + k * gs;
@@ -375,8 +388,9 @@ void backward_typed(const TensorView& dx, const TensorView& dw, const TensorView
   const int64_t grid = std::min<int64_t>(ceil_div(n, rows_per_block),
                                          static_cast<int64_t>(std::max(per_sm, 1)) * sm_count(ctx));
   const DType part_dtype = std::is_same_v<A, double> ? DType::f64 : DType::f32;
-  int64_t groups = grid * rows_per_block;
-  if (!fused) groups = std::min<int64_t>(n, 4 * static_cast<int64_t>(sm_count(ctx)));
+  // Partial dw rows: one per block of the fused kernel, one per row chunk of dw_partial_kernel.
+  const int64_t groups =
+      fused ? grid : std::min<int64_t>(n, 4 * static_cast<int64_t>(sm_count(ctx)));
   Tensor part = ctx.empty({groups, c}, part_dtype, "rmsnorm_backward.dw_partials");
   const unsigned col_blocks = static_cast<unsigned>(ceil_div(c, kColTile));
   const dim3 col_threads(kColTile, kColSlices);

@@ -125,6 +125,33 @@ TEST(GpuRmsnorm, UnalignedRowsTakeTheScalarPath) {
   rmsnorm_forward(gy, grstd, gx, gw, 1e-5, gpu);
   testing::expect_close(gy, y, tol(DType::bf16, c), "rmsnorm y (unaligned x)");
   testing::expect_close(grstd, rstd, tol(DType::f32, c), "rmsnorm rstd (unaligned x)");
+  // Backward: each of x, dy, dx and w unaligned in turn (every one must send it to the scalar
+  // path), the others aligned.
+  auto dy = rnd({n, c}, DType::bf16, rng, "dy");
+  auto gr = to_device(rstd);
+  for (int which = 0; which < 4; ++which) {
+    auto dyb = poisoned({n * c + 1}, DType::bf16, "dy_base");
+    auto dxb = poisoned({n * c + 1}, DType::bf16, "dx_base");
+    auto wb = poisoned({c + 1}, DType::bf16, "w_base");
+    auto shifted = [&](const Tensor& b, bool shift, const Shape& s) {
+      return b.view().slice(shift ? 1 : 0, shift ? b.numel() : b.numel() - 1).reshape(s);
+    };
+    const TensorView gdy = shifted(dyb, which == 1, {n, c}), gdx = shifted(dxb, which == 2, {n, c});
+    const TensorView gwv = shifted(wb, which == 3, {c});
+    gpu.copy(gdy, dy);
+    gpu.copy(gwv, w);
+    auto gxa = to_device(x);
+    const TensorView gxv = which == 0 ? gx : gxa.view();
+    auto dx = cpu.empty({n, c}, DType::bf16, "dx");
+    auto dw = rnd({c}, DType::bf16, rng, "dw");
+    auto gdw = to_device(dw);
+    rmsnorm_backward(dx, dw, dy, x, w, rstd, GradWrite::overwrite, cpu);
+    rmsnorm_backward(gdx, gdw, gdy, gxv, gwv, gr, GradWrite::overwrite, gpu);
+    const char* names[] = {"x", "dy", "dx", "w"};
+    const std::string what = std::string(" (unaligned ") + names[which] + ")";
+    testing::expect_close(gdx, dx, tol(DType::bf16, c), "rmsnorm dx" + what);
+    testing::expect_close(gdw, dw, tol(DType::bf16, n), "rmsnorm dw" + what);
+  }
 }
 
 TEST(GpuRmsnorm, InPlaceForwardAndBackward) {
@@ -161,22 +188,26 @@ TEST(GpuRmsnorm, DwIsDeterministic) {
   R1_REQUIRE_GPU();
   auto& gpu = gpu_ctx();
   std::mt19937_64 rng(7);
-  const int64_t n = 4096, c = 2048;
-  auto gx = to_device(rnd({n, c}, DType::bf16, rng, "x"));
-  auto gw = to_device(rnd({c}, DType::f32, rng, "w"));
-  auto gdy = to_device(rnd({n, c}, DType::bf16, rng, "dy"));
-  auto gr = to_device(rnd({n}, DType::f32, rng, "rstd", 0.5, 2));
-  auto dw0 = rnd({c}, DType::f32, rng, "dw");
-  std::vector<Tensor> results;
-  for (int rep = 0; rep < 3; ++rep) {
-    auto gdx = poisoned({n, c}, DType::bf16, "dx");
-    auto gdw = to_device(dw0);
-    rmsnorm_backward(gdx, gdw, gdy, gx, gw, gr, GradWrite::overwrite, gpu);
-    results.push_back(testing::to_host(gdw));
+  // 2048 columns: a block per row; 512: a warp per row (warp rows added per block); 20000: the
+  // unfused dw pass.
+  for (int64_t c : {2048, 512, 20000}) {
+    const int64_t n = c == 20000 ? 600 : 4096;
+    auto gx = to_device(rnd({n, c}, DType::bf16, rng, "x"));
+    auto gw = to_device(rnd({c}, DType::f32, rng, "w"));
+    auto gdy = to_device(rnd({n, c}, DType::bf16, rng, "dy"));
+    auto gr = to_device(rnd({n}, DType::f32, rng, "rstd", 0.5, 2));
+    auto dw0 = rnd({c}, DType::f32, rng, "dw");
+    std::vector<Tensor> results;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto gdx = poisoned({n, c}, DType::bf16, "dx");
+      auto gdw = to_device(dw0);
+      rmsnorm_backward(gdx, gdw, gdy, gx, gw, gr, GradWrite::overwrite, gpu);
+      results.push_back(testing::to_host(gdw));
+    }
+    for (int rep = 1; rep < 3; ++rep)
+      EXPECT_EQ(std::memcmp(results[0].data(), results[rep].data(), results[0].nbytes()), 0)
+          << "dw differs between identical runs (" << n << ", " << c << ")";
   }
-  for (int rep = 1; rep < 3; ++rep)
-    EXPECT_EQ(std::memcmp(results[0].data(), results[rep].data(), results[0].nbytes()), 0)
-        << "dw differs between identical runs";
 }
 
 TEST(GpuRmsnorm, EmptyBatchDoesNothing) {

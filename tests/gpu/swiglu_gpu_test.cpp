@@ -4,6 +4,7 @@
 // saturated gates, mixed dtypes (f32 stand-ins).
 #include "kernels/swiglu.h"
 
+#include <cmath>
 #include <random>
 
 #include "tests/gpu/gpu_util.h"
@@ -78,6 +79,11 @@ void check_packed(int64_t n, int64_t h, int64_t pad, int64_t col, DType t, std::
   auto g = column_slice(gu, 0, h), u = column_slice(gu, h, 2 * h);
   auto gg = column_slice(ggu, 0, h), guu = column_slice(ggu, h, 2 * h);
   auto ob = rnd({n, h + pad}, t, rng, "out_base");
+  // The out columns start as NaN on both devices (the padding keeps its random values): an element
+  // the GPU forgets to write stays NaN and fails.
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = col; j < col + h; ++j)
+      store_from_double(ob.data(), t, static_cast<size_t>(i * (h + pad) + j), NAN);
   auto gob = to_device(ob);
   swiglu_forward(column_slice(ob, col, col + h), g, u, cpu);
   swiglu_forward(column_slice(gob, col, col + h), gg, guu, gpu);
@@ -103,6 +109,7 @@ TEST(GpuSwiglu, PackedGateUpHalvesAndStridedOutputs) {
     check_packed(37, 1001, 3, 1, t, rng);   // odd widths: scalar
     check_packed(300, 1024, 8, 0, t, rng);  // aligned row strides: packs
     check_packed(300, 1024, 8, 3, t, rng);  // out starts unaligned: scalar
+    check_packed(300, 1024, 3, 0, t, rng);  // out/dout aligned, their row stride not: scalar
   }
   check_packed(2048, 2048, 64, 32, DType::bf16, rng);
 }
