@@ -11,10 +11,12 @@ reference.safetensors holding:
   logits        (T, V) f32    transformers' logits (computed in float64 from the float32 weights)
   loss          (1) f64       mean next-token cross-entropy over all sequences (each sequence's last
                               token has no target)
-  grad.<name>   f32           d loss / d parameter for every parameter, under transformers'
-                              state_dict names (fused experts: mlp.experts.gate_up_proj / down_proj)
+  grad.<name>   f32           d loss / d parameter under transformers' state_dict names (fused
+                              experts: mlp.experts.gate_up_proj / down_proj), for every parameter
+                              outside the layers and, per tensor of a layer, for the first layer
+                              that has it (every kind once: see gradient_subset)
 
-tests/policy/golden_test.cpp (in dense_test.cpp) loads the checkpoint with r1kit, runs the same
+tests/policy/dense_test.cpp (and the DeepSeek-V3 golden test) loads the checkpoint with r1kit, runs the same
 batch packed, and compares logits (normalised error < 1e-4) and gradients (< 1e-3).
 
 DeepSeek-V3 cases (n_group > 1, with and without q-LoRA, YaRN, one dense layer): transformers 5.24
@@ -53,7 +55,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
         "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0,
         "rope_theta": 10000.0}
-DS_COMMON = dict(vocab_size=48, hidden_size=32, intermediate_size=48, moe_intermediate_size=16,
+DS_COMMON = dict(vocab_size=40, hidden_size=24, intermediate_size=32, moe_intermediate_size=12,
                  num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=16, qk_rope_head_dim=4,
                  qk_nope_head_dim=8, v_head_dim=8, max_position_embeddings=64,
                  num_hidden_layers=2, n_routed_experts=8, n_shared_experts=1,
@@ -65,18 +67,18 @@ DS_COMMON = dict(vocab_size=48, hidden_size=32, intermediate_size=48, moe_interm
 CASES = {
     # Qwen2: q/k/v biases, GQA (2 query heads per kv head), untied head.
     "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(
-        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        vocab_size=48, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
         max_position_embeddings=64, rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0})),
     # Llama: tied embeddings, MQA (one kv head), head_dim 16 != hidden / heads.
     "llama_tied": (LlamaConfig, LlamaForCausalLM, dict(
-        vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True,
+        vocab_size=48, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=12, tie_word_embeddings=True,
         max_position_embeddings=64, rms_norm_eps=1e-5)),
-    # Llama: untied, attention biases on q/k/v/o, llama3 RoPE scaling.
+    # Llama: untied, attention biases on q/k/v/o, GQA 4/2 heads, llama3 RoPE scaling.
     "llama_untied": (LlamaConfig, LlamaForCausalLM, dict(
-        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+        vocab_size=48, hidden_size=24, intermediate_size=32, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, attention_bias=True,
         tie_word_embeddings=False, max_position_embeddings=64, rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
@@ -179,6 +181,22 @@ def reference(model, seqs):
     return torch.cat(logits).detach(), loss.detach(), grads
 
 
+def gradient_subset(grads):
+    """Names whose gradient is stored: every parameter outside the decoder layers, and of each
+    per-layer tensor (name after model.layers.{i}.) the first layer that has it, so every kind of
+    parameter (dense and MoE layers alike) is covered once and the fixtures stay small."""
+    seen, keep = set(), []
+    for n in grads:
+        parts = n.split(".")
+        if len(parts) > 3 and parts[0] == "model" and parts[1] == "layers":
+            suffix = ".".join(parts[3:])
+            if suffix in seen:
+                continue
+            seen.add(suffix)
+        keep.append(n)
+    return keep
+
+
 def make_case(name, out_dir):
     seed = 1000
     while True:
@@ -197,8 +215,8 @@ def make_case(name, out_dir):
     tensors = {"tokens": tokens, "cu_seqlens": cu, "logits": logits.float().contiguous(),
                "loss": loss.reshape(1).double()}
     # Tied heads: transformers reports the shared gradient once, under the embedding.
-    for n, g in grads.items():
-        tensors[f"grad.{n}"] = g.float().contiguous()
+    for n in gradient_subset(grads):
+        tensors[f"grad.{n}"] = grads[n].float().contiguous()
     meta = dict(versions(), case=name, seed=str(seed),
                 routing_margin=str(margin if margin != float("inf") else "none"))
     save_file(tensors, os.path.join(case_dir, "reference.safetensors"),

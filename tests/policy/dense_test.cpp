@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "core/safetensors.h"
 #include "policy/policy.h"
@@ -86,16 +87,23 @@ void check_golden_case(const std::string& name) {
 
   p.zero_grad(ctx);
   p.backward(f, m.dlogprob, ctx);
+  // The reference holds every parameter outside the layers and, per tensor of a layer, the first
+  // layer that has it: compare those, and check that every kind of parameter was covered.
   int compared = 0;
+  std::set<std::string> kinds_covered;
   for (const auto& e : p.params().entries()) {
     const std::string key = "grad." + e.name;
-    ASSERT_TRUE(g.ref.has(key)) << "no transformers gradient for " << e.name;
+    const std::string kind = e.layer < 0 ? e.name : e.name.substr(e.name.find('.', 13) + 1);
+    if (!g.ref.has(key)) {
+      EXPECT_TRUE(kinds_covered.count(kind)) << "no transformers gradient for " << e.name;
+      continue;
+    }
+    kinds_covered.insert(kind);
     const double err =
         normalized_error(to_double(p.grads().get(e.name)), to_double(g.ref.view(key)));
     EXPECT_LT(err, 1e-3) << e.name;
     ++compared;
   }
-  EXPECT_EQ(static_cast<size_t>(compared), p.params().size());
   EXPECT_EQ(g.ref.size(), static_cast<size_t>(compared) + 4);  // + tokens, cu_seqlens, logits, loss
 
   // Save, reload: identical logits. The saved directory is kept for the script's --check when
