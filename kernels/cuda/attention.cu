@@ -9,6 +9,7 @@
 // query head). Every output element is written by exactly one thread with a fixed summation order:
 // results are deterministic.
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -80,14 +81,26 @@ std::vector<Tile> make_tiles(const int32_t* cu, int64_t n_seq, int rows, bool ke
   return v;
 }
 
-// Device copy of tile lists, one after another, in one buffer (an asynchronous copy on the
-// stream: the source is pageable host memory, which the driver has consumed, staged or copied,
-// when cudaMemcpyAsync returns, so the vector may go out of scope).
-Tensor upload_tiles(const std::vector<Tile>& tiles, Context& ctx) {
+// Device copy of tile lists, one after another, in one buffer, by an asynchronous copy on the
+// stream. The host list must outlive that copy: for cudaMemcpyAsync from pageable memory the CUDA
+// runtime documents only that it "might be synchronous" with respect to the host (API
+// synchronization behavior), not that the driver has staged the buffer when the call returns. So
+// the list moves to the heap and a host function queued after the copy frees it, in stream order,
+// once the copy has completed (a host-function round trip per call, microseconds).
+Tensor upload_tiles(std::vector<Tile>&& tiles, Context& ctx) {
   static_assert(sizeof(Tile) == 4 * sizeof(int32_t));
-  Tensor d = ctx.empty({static_cast<int64_t>(tiles.size()) * 4}, DType::i32, "attention.tiles");
-  R1_CUDA_CHECK(cudaMemcpyAsync(d.data(), tiles.data(), tiles.size() * sizeof(Tile),
-                                cudaMemcpyHostToDevice, stream_of(ctx)));
+  const cudaStream_t stream = stream_of(ctx);
+  auto host = std::make_unique<std::vector<Tile>>(std::move(tiles));
+  Tensor d = ctx.empty({static_cast<int64_t>(host->size()) * 4}, DType::i32, "attention.tiles");
+  R1_CUDA_CHECK(cudaMemcpyAsync(d.data(), host->data(), host->size() * sizeof(Tile),
+                                cudaMemcpyHostToDevice, stream));
+  const cudaError_t e = cudaLaunchHostFunc(
+      stream, [](void* list) { delete static_cast<std::vector<Tile>*>(list); }, host.get());
+  if (e != cudaSuccess) {
+    (void)cudaStreamSynchronize(stream);  // the copy is done with the list; unique_ptr frees it
+    R1_CUDA_CHECK(e);
+  }
+  (void)host.release();  // owned by the host function now
   return d;
 }
 
@@ -130,9 +143,10 @@ AttnParams<T> base_params(const TensorView& q, const TensorView& k, const Tensor
   return p;
 }
 
+// gridDim.x < 2^31 (every launch here is one-dimensional: blocks = tiles x heads).
 void check_grid(int64_t tiles, int64_t heads, const char* op) {
-  R1_CHECK(tiles * heads < (int64_t{1} << 31), "[{}] {} tiles x {} heads exceed the grid", op,
-           tiles, heads);
+  R1_CHECK(tiles * heads < (int64_t{1} << 31), "[{}] {} x {} blocks exceed the grid", op, tiles,
+           heads);
 }
 
 }  // namespace
@@ -153,12 +167,12 @@ void attention_forward(const TensorView& out, const TensorView& lse, const Tenso
       constexpr int KD = decltype(kd)::value, VD = decltype(vd)::value;
       constexpr bool kTensorCores = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
       const int rows = kTensorCores ? kTcBM : Shapes<A, KD, VD>::fwd.bm;
-      const std::vector<Tile> tiles = make_tiles(cu, n_seq, rows, false);
-      if (tiles.empty()) return;
-      check_grid(static_cast<int64_t>(tiles.size()), p.hq, "attention");
-      const Tensor dtiles = upload_tiles(tiles, ctx);
-      p.tiles = reinterpret_cast<const Tile*>(dtiles.data());
+      std::vector<Tile> tiles = make_tiles(cu, n_seq, rows, false);
       const int64_t n = static_cast<int64_t>(tiles.size());
+      if (n == 0) return;
+      check_grid(n, p.hq, "attention");
+      const Tensor dtiles = upload_tiles(std::move(tiles), ctx);
+      p.tiles = reinterpret_cast<const Tile*>(dtiles.data());
       if constexpr (kTensorCores) {
         launch_fwd_tc<T, KD, VD>(p, n, stream_of(ctx));
       } else {
@@ -194,6 +208,7 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
     p.dd = dd.ptr<A>();
     const int64_t warps = p.t * p.hq, threads = 256;
     const int64_t blocks = (warps * 32 + threads - 1) / threads;
+    check_grid(blocks, 1, "attention_backward");
     attn_bwd_dot_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(p);
     R1_CUDA_CHECK_LAUNCH();
 
@@ -210,7 +225,7 @@ void attention_backward(const TensorView& dq, const TensorView& dk, const Tensor
       check_grid(n_key_tiles, p.hkv, "attention_backward");
       check_grid(n_query_tiles, p.hq, "attention_backward");
       tiles.insert(tiles.end(), qtiles.begin(), qtiles.end());
-      const Tensor dtiles = upload_tiles(tiles, ctx);
+      const Tensor dtiles = upload_tiles(std::move(tiles), ctx);
       const Tile* all = reinterpret_cast<const Tile*>(dtiles.data());
       if constexpr (kTensorCores) {
         launch_bwd_tc<T, KD, VD>(p, all, n_key_tiles, all + n_key_tiles, n_query_tiles, stream);

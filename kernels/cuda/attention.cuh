@@ -1,7 +1,7 @@
-// Shared pieces of the tiled attention kernels (kernels/cuda/attention_fwd.cu, attention_bwd.cu;
-// host side in attention.cu): parameters, tile lists, tile shapes per head-dim bucket, and the
-// CUDA-core building blocks — a global -> shared tile loader and two register-blocked products on
-// shared-memory tiles.
+// Shared pieces of the tiled attention kernels (kernels/cuda/attention_fwd.cu,
+// attention_bwd_dkdv.cu, attention_bwd_dq.cu, attention_tc_*.cu; host side in attention.cu):
+// parameters, tile lists, tile shapes per head-dim bucket, and the CUDA-core building blocks — a
+// global -> shared tile loader and two register-blocked products on shared-memory tiles.
 //
 // Layout of every kernel: 256 threads as a 16 x 16 grid (ty = tid / 16, tx = tid % 16). A block
 // owns one tile of rows of one sequence and one head; tiles never straddle sequences. Shared tiles
@@ -112,7 +112,7 @@ struct Shapes {
                 "attention tile does not fit in shared memory");
 };
 
-// ---- launchers (attention_fwd.cu, attention_bwd.cu); blocks = tiles x heads ---------------------
+// ---- launchers (attention_fwd.cu, attention_bwd_*.cu); blocks = tiles x heads ------------------
 
 template <class T, int KD, int VD>
 void launch_fwd(const AttnParams<T>& p, int64_t n_tiles, cudaStream_t stream);

@@ -61,10 +61,11 @@ __device__ __forceinline__ void cp_async16(void* s, const void* g, bool valid) {
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }
-// Waits until at most N of this thread's committed groups are still in flight.
+// Waits until at most N of this thread's committed groups are still in flight. The memory
+// clobber keeps the compiler from moving shared-memory accesses across the wait.
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 }  // namespace r1kit::kernels::cuda::attn

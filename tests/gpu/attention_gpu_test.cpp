@@ -1,9 +1,10 @@
 // attention on the GPU vs the CPU reference (the public front-end on both contexts): forward (out,
 // lse) and backward (dq, dk, dv) for one sequence and packed odd lengths (with a length-1 and an
 // empty sequence), MHA, GQA (6/2), MQA, MLA head dims 192/128, small and odd head dims (40/24,
-// 37/19: the masked tails of the 64 bucket, and the scalar loads), the 256 bucket, q/k/v and
-// dq/dk/dv as column slices of fused buffers (row and head strides, misaligned rows), f32, bf16,
-// f16, f64.
+// 37/19: the masked tails of the 64 bucket, and the scalar loads), the 256 bucket, lengths that are
+// whole tiles, q/k/v and dq/dk/dv as column slices of fused buffers (row and head strides;
+// misaligned rows for the scalar loads, 16-byte aligned ones for the vector / cp.async loads), f32,
+// bf16, f16, f64.
 //
 // Tolerances (testing::tolerance). bf16/f16 run on tensor cores: the forward rounds P to the
 // storage dtype before O += P·V, the backward (head dims up to 192/128) rounds P and dS before
@@ -34,7 +35,18 @@ struct Case {
   int64_t hq, hkv, dqk, dv;
   DType dtype = DType::f32;
   bool strided = false;  // q/k/v, out, dq/dk/dv as misaligned slices of wider buffers
+  bool aligned = false;  // with strided: the slices and row strides 16-byte aligned instead
 };
+
+// Column of the first slice and padding of the row of a fused buffer: misaligned slices start at
+// an odd column; aligned ones at column 8 with the row padded to a multiple of 8 elements plus 8
+// more (16-byte aligned rows and heads for every dtype, a row stride wider than the heads).
+int64_t first_col(const Case& cs, int64_t odd) {
+  return cs.aligned ? 8 : odd;
+}
+int64_t fused_width(const Case& cs, int64_t used) {
+  return cs.aligned ? (used + 7) / 8 * 8 + 8 : used;
+}
 
 Tensor cu_tensor(Context& ctx, const std::vector<int32_t>& cu) {
   std::vector<double> d(cu.begin(), cu.end());
@@ -52,7 +64,8 @@ TensorView rebase(const TensorView& v, const Tensor& from, const Tensor& to) {
 
 // Three (T, H, D) views and the tensors that hold them: separate contiguous tensors, or column
 // slices of one fused (T, 1 + Hq·Dq + Hkv·Dq + Hkv·Dv) buffer starting at column 1 (so rows are
-// not 16-byte aligned and the kernels take their scalar loads).
+// not 16-byte aligned and the kernels take their scalar loads), or with cs.aligned at column 8 of
+// a padded row (the 16-byte / cp.async loads with a row stride other than H·D).
 struct Triple {
   std::vector<Tensor> store;
   TensorView a, b, c;
@@ -78,12 +91,13 @@ Triple make_triple(Context& ctx, const Case& cs, int64_t t, int64_t hb, int64_t 
     r.c = r.store[2];
     return r;
   }
-  const int64_t width = 1 + cs.hq * cs.dqk + hb * db + hc * dc;
+  const int64_t c0 = first_col(cs, 1);
+  const int64_t width = fused_width(cs, c0 + cs.hq * cs.dqk + hb * db + hc * dc);
   r.store.push_back(make({t, width}, prefix + "fused"));
   const TensorView base = r.store[0];
-  r.a = testing::head_view(base, 1, cs.hq, cs.dqk, na);
-  r.b = testing::head_view(base, 1 + cs.hq * cs.dqk, hb, db, nb);
-  r.c = testing::head_view(base, 1 + cs.hq * cs.dqk + hb * db, hc, dc, nc);
+  r.a = testing::head_view(base, c0, cs.hq, cs.dqk, na);
+  r.b = testing::head_view(base, c0 + cs.hq * cs.dqk, hb, db, nb);
+  r.c = testing::head_view(base, c0 + cs.hq * cs.dqk + hb * db, hc, dc, nc);
   return r;
 }
 
@@ -154,7 +168,10 @@ void check_case(const Case& cs, uint64_t seed) {
   const DType ld = acc_of(cs.dtype), acc = acc_of(cs.dtype);
   const double scale = 1.0 / std::sqrt(static_cast<double>(cs.dqk));
   const std::string name = fmt::format("T{} Hq{} Hkv{} {}/{} {}{}", t, cs.hq, cs.hkv, cs.dqk, cs.dv,
-                                       dtype_name(cs.dtype), cs.strided ? " strided" : "");
+                                       dtype_name(cs.dtype),
+                                       !cs.strided  ? ""
+                                       : cs.aligned ? " strided aligned"
+                                                    : " strided");
   SCOPED_TRACE(name);
 
   const Triple qkv = make_triple(cpu, cs, t, cs.hkv, cs.dqk, cs.hkv, cs.dv, &rng, "");
@@ -162,15 +179,19 @@ void check_case(const Case& cs, uint64_t seed) {
   const Tensor cu = cu_tensor(cpu, cs.cu);
   const Tensor cu_d = testing::to_device(cu);
 
-  // Forward. out: a slice at column 3 of a wider (T, Hq·Dv + 5) buffer when strided.
+  // Forward. out: a slice at column 3 of a wider (T, Hq·Dv + 5) buffer when strided (column 8 of a
+  // padded row when aligned).
   Tensor out_ref = cpu.empty({t, cs.hq, cs.dv}, cs.dtype, "out");
   Tensor lse_ref = cpu.empty({cs.hq, t}, ld, "lse");
   attention_forward(out_ref, lse_ref, qkv.a, qkv.b, qkv.c, cu, scale, cpu);
 
-  Tensor out_base = cs.strided ? testing::poisoned({t, cs.hq * cs.dv + 5}, cs.dtype, "wide")
-                               : testing::poisoned({t, cs.hq, cs.dv}, cs.dtype, "out");
+  const int64_t out_col = first_col(cs, 3);
+  Tensor out_base =
+      cs.strided
+          ? testing::poisoned({t, fused_width(cs, out_col + cs.hq * cs.dv + 2)}, cs.dtype, "wide")
+          : testing::poisoned({t, cs.hq, cs.dv}, cs.dtype, "out");
   const TensorView out_d =
-      cs.strided ? testing::head_view(out_base, 3, cs.hq, cs.dv, "out") : out_base.view();
+      cs.strided ? testing::head_view(out_base, out_col, cs.hq, cs.dv, "out") : out_base.view();
   Tensor lse_d = testing::poisoned({cs.hq, t}, ld, "lse");
   attention_forward(out_d, lse_d, qkv_d.a, qkv_d.b, qkv_d.c, cu_d, scale, gpu);
   const Tensor out_got = gathered(out_d, out_base);
@@ -259,6 +280,20 @@ TEST(GpuAttention, StridedViewsOfFusedBuffers) {
   check_case({kPacked, 6, 2, 64, 64, DType::f32, true}, 13);
   check_case({kPacked, 6, 2, 64, 64, DType::bf16, true}, 14);
   check_case({{0, 50, 311}, 4, 2, 192, 128, DType::bf16, true}, 15);
+  // 16-byte aligned slices with row strides other than H·D: the vector / cp.async loads.
+  check_case({kPacked, 6, 2, 64, 64, DType::f32, true, true}, 22);
+  check_case({kPacked, 6, 2, 64, 64, DType::bf16, true, true}, 23);
+  check_case({{0, 50, 311}, 4, 2, 192, 128, DType::bf16, true, true}, 24);
+  check_case({{0, 90, 211}, 4, 2, 256, 256, DType::bf16, true, true}, 25);
+}
+
+// Sequence lengths that are exact multiples of the tile sizes (32, 64, 128): no partial tile.
+TEST(GpuAttention, TileAlignedLengths) {
+  R1_REQUIRE_GPU();
+  const std::vector<int32_t> cu = {0, 64, 192, 224};  // lengths 64, 128, 32
+  check_case({cu, 4, 2, 128, 128, DType::bf16}, 26);
+  check_case({cu, 4, 2, 128, 128, DType::f32}, 27);
+  check_case({cu, 2, 1, 256, 256, DType::bf16}, 28);
 }
 
 TEST(GpuAttention, HalfAndDouble) {
