@@ -17,7 +17,8 @@ void rmsnorm_forward(const TensorView& y, const TensorView& rstd, const TensorVi
   c.require(eps >= 0, fmt::format("eps {} must be >= 0", eps));
   c.same_precision({{&y, "y"}, {&rstd, "rstd"}, {&x, "x"}, {&w, "w"}});
   c.no_alias(y, "y", rstd, "rstd");
-  c.no_alias(y, "y", w, "w");  // y may alias x (in-place normalisation)
+  c.no_alias(y, "y", w, "w");
+  c.in_place_or_no_alias(y, "y", x, "x");  // y may be exactly x (in-place normalisation)
   if (ctx.is_cuda()) return cuda::rmsnorm_forward(y, rstd, x, w, eps, ctx);
   cpu::rmsnorm_forward(y, rstd, x, w, eps, ctx);
 }
@@ -40,7 +41,16 @@ void rmsnorm_backward(const TensorView& dx, const TensorView& dw, const TensorVi
   c.no_alias(dx, "dx", x, "x");
   c.no_alias(dx, "dx", dw, "dw");
   c.no_alias(dw, "dw", dy, "dy");
-  if (dx_write == GradWrite::accumulate) c.no_alias(dx, "dx", dy, "dy");
+  c.no_alias(dx, "dx", w, "w");
+  c.no_alias(dx, "dx", rstd, "rstd");
+  c.no_alias(dw, "dw", x, "x");
+  c.no_alias(dw, "dw", w, "w");
+  c.no_alias(dw, "dw", rstd, "rstd");
+  if (dx_write == GradWrite::accumulate) {
+    c.no_alias(dx, "dx", dy, "dy");
+  } else {
+    c.in_place_or_no_alias(dx, "dx", dy, "dy");  // dx may be exactly dy
+  }
   if (ctx.is_cuda()) return cuda::rmsnorm_backward(dx, dw, dy, x, w, rstd, dx_write, ctx);
   cpu::rmsnorm_backward(dx, dw, dy, x, w, rstd, dx_write, ctx);
 }

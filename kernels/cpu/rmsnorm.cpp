@@ -45,6 +45,17 @@ void rmsnorm_backward(const TensorView& dx_, const TensorView& dw_, const Tensor
     using T = decltype(tag);
     dispatch_float(rstd.dtype, [&](auto rtag) {
       using R = decltype(rtag);
+      // dw first: dx may be exactly dy (in place), and dw reads dy.
+      // dw: parallel over channels, reduce over rows in a fixed order (deterministic).
+      ctx.pool().parallel_for(ch, 16, [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) {
+          double s = 0;
+          for (int64_t i = 0; i < n; ++i)
+            s += static_cast<double>(dy.ptr<T>()[i * ch + j]) * x.ptr<T>()[i * ch + j] *
+                 rstd.ptr<R>()[i];
+          dw.ptr<T>()[j] = static_cast<T>(dw.ptr<T>()[j] + s);
+        }
+      });
       // dx: independent per row.
       ctx.pool().parallel_for(n, 64, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
@@ -61,16 +72,6 @@ void rmsnorm_backward(const TensorView& dx_, const TensorView& dw_, const Tensor
             dxi[j] =
                 dx_write == GradWrite::accumulate ? static_cast<T>(dxi[j] + g) : static_cast<T>(g);
           }
-        }
-      });
-      // dw: parallel over channels, reduce over rows in a fixed order (deterministic).
-      ctx.pool().parallel_for(ch, 16, [&](int64_t b, int64_t e) {
-        for (int64_t j = b; j < e; ++j) {
-          double s = 0;
-          for (int64_t i = 0; i < n; ++i)
-            s += static_cast<double>(dy.ptr<T>()[i * ch + j]) * x.ptr<T>()[i * ch + j] *
-                 rstd.ptr<R>()[i];
-          dw.ptr<T>()[j] = static_cast<T>(dw.ptr<T>()[j] + s);
         }
       });
     });

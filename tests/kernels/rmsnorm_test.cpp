@@ -95,5 +95,39 @@ TEST(Rmsnorm, ValidationNamesOpAndShapes) {
                                  {"[rmsnorm]", "f64"});
 }
 
+TEST(Rmsnorm, BackwardInPlaceOverDyMatchesSeparate) {
+  std::mt19937_64 rng(9);
+  auto& ctx = cpu_ctx();
+  const int64_t n = 6, ch = 11;
+  auto x = testing::random_tensor(ctx, {n, ch}, DType::f32, rng);
+  auto w = testing::random_tensor(ctx, {ch}, DType::f32, rng, 0.5, 1.5);
+  auto dy = testing::random_tensor(ctx, {n, ch}, DType::f32, rng);
+  auto y = ctx.empty({n, ch}, DType::f32);
+  auto rstd = ctx.empty({n}, DType::f32);
+  rmsnorm_forward(y, rstd, x, w, 1e-6, ctx);
+  auto dx = ctx.empty({n, ch}, DType::f32);
+  auto dw1 = ctx.zeros({ch}, DType::f32), dw2 = ctx.zeros({ch}, DType::f32);
+  rmsnorm_backward(dx, dw1, dy, x, w, rstd, GradWrite::overwrite, ctx);
+  rmsnorm_backward(dy, dw2, dy, x, w, rstd, GradWrite::overwrite, ctx);  // dx is dy
+  EXPECT_EQ(testing::to_double(dy), testing::to_double(dx));
+  EXPECT_EQ(testing::to_double(dw2), testing::to_double(dw1));
+}
+
+TEST(Rmsnorm, PartialOverlapIsRejected) {
+  auto& ctx = cpu_ctx();
+  auto buf = ctx.empty({5, 8}, DType::f32);
+  testing::fill_constant(buf, 1.0);
+  auto w = ctx.empty({8}, DType::f32);
+  testing::fill_constant(w, 1.0);
+  auto rstd = ctx.empty({4}, DType::f32);
+  const TensorView x = buf.view().slice(0, 4), y = buf.view().slice(1, 5);
+  testing::expect_error_contains([&] { rmsnorm_forward(y, rstd, x, w, 1e-6, ctx); },
+                                 {"[rmsnorm]", "y"});
+  auto dw = ctx.zeros({8}, DType::f32);
+  testing::expect_error_contains(
+      [&] { rmsnorm_backward(y, dw, x, x, w, rstd, GradWrite::overwrite, ctx); },
+      {"[rmsnorm_backward]", "dx"});
+}
+
 }  // namespace
 }  // namespace r1kit::kernels
