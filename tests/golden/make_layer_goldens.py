@@ -51,7 +51,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 COMMON = dict(vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
               num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=16,
               qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8, max_position_embeddings=128,
-              first_k_dense_replace=0)
+              first_k_dense_replace=0, n_routed_experts=8, num_experts_per_tok=2, n_group=2,
+              topk_group=1)  # MoE keys the attention cases do not use, but the config must hold
 
 
 def yarn(mscale, mscale_all_dim):
@@ -64,11 +65,11 @@ CASES = {
     # q-LoRA, no biases, DeepSeek-V3's mscale = mscale_all_dim (cos/sin unscaled, softmax scale
     # times mscale²).
     "mla_qlora": ("attention", dict(COMMON, q_lora_rank=16, attention_bias=False,
-                                    rope_parameters=yarn(1.0, 1.0), n_routed_experts=8)),
+                                    rope_parameters=yarn(1.0, 1.0))),
     # plain q_proj, biases on kv_a_proj_with_mqa and o_proj, mscale != mscale_all_dim (cos/sin
     # scaled by their ratio).
     "mla_plain_bias": ("attention", dict(COMMON, q_lora_rank=None, attention_bias=True,
-                                         rope_parameters=yarn(0.9, 0.7), n_routed_experts=8)),
+                                         rope_parameters=yarn(0.9, 0.7))),
     # 8 experts in 4 groups, 2 groups kept, top-3, two shared experts, random correction bias.
     "moe_groups": ("moe", dict(COMMON, q_lora_rank=16, rope_parameters=yarn(1.0, 1.0),
                                n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3,
