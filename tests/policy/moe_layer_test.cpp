@@ -101,6 +101,12 @@ ModelConfig softmax_grouped() {  // softmax, group max over 2 groups, renormalis
   return c;
 }
 
+ModelConfig sigmoid_top1() {  // K = 1 with norm_topk_prob: DeepSeek keeps the score (no renorm)
+  ModelConfig c = sigmoid_groups();
+  c.routing.num_experts_per_tok = 1;
+  return c;
+}
+
 double silu(double g) {
   return g / (1 + std::exp(-g));
 }
@@ -235,7 +241,8 @@ MoeRun run_moe(const TensorView& x, const Params& w, const Params& dw, const Mod
 
 TEST(MoeLayer, ForwardMatchesDirectComputation) {
   Context& ctx = cpu_ctx();
-  for (const ModelConfig& cfg : {sigmoid_groups(), softmax_greedy(), softmax_grouped()}) {
+  for (const ModelConfig& cfg :
+       {sigmoid_groups(), softmax_greedy(), softmax_grouped(), sigmoid_top1()}) {
     std::mt19937_64 rng(21);
     const Params w = random_moe(cfg, DType::f64, rng, ctx);
     const TokenBatch batch = make_batch({4, 6}, ctx);
