@@ -118,4 +118,17 @@ void fill(const TensorView& y, double value, Context& ctx) {
   cpu::fill(y, value, ctx);
 }
 
+void copy(const TensorView& dst, const TensorView& src, Context& ctx) {
+  OpCheck c("copy", ctx);
+  for (auto [v, role] : {std::pair{&dst, "dst"}, {&src, "src"}}) {
+    c.on_device(*v, role);
+    c.float_dtype(*v, role);
+  }
+  c.same_shape(src, "src", dst, "dst");
+  c.no_self_overlap(dst, "dst");
+  c.no_alias(dst, "dst", src, "src");
+  if (ctx.is_cuda()) return cuda::copy(dst, src, ctx);
+  cpu::copy(dst, src, ctx);
+}
+
 }  // namespace r1kit::kernels

@@ -1,5 +1,6 @@
 // Elementwise ops on same-shape contiguous tensors (any rank up to 4): add and mul with their
-// backward, axpy (the residual accumulate), scale, cast between float dtypes, and fill.
+// backward, axpy (the residual accumulate), scale, cast between float dtypes, fill, and a strided
+// copy.
 #pragma once
 
 #include "core/context.h"
@@ -38,6 +39,11 @@ void cast(const TensorView& dst, const TensorView& src, Context& ctx);
 // y = value (rounded to y's dtype) everywhere.
 void fill(const TensorView& y, double value, Context& ctx);
 
+// dst = src for two views of one shape with any strides (heads sliced out of a fused buffer, a
+// column band, cache rows), converting between float dtypes as cast does. dst must not overlap
+// src, and no two of its elements may share memory.
+void copy(const TensorView& dst, const TensorView& src, Context& ctx);
+
 namespace cpu {
 void add_forward(const TensorView& y, const TensorView& a, const TensorView& b, Context& ctx);
 void add_backward(const TensorView& da, const TensorView& db, const TensorView& dy,
@@ -49,6 +55,7 @@ void mul_backward(const TensorView& da, const TensorView& db, const TensorView& 
 void scale(const TensorView& y, double alpha, const TensorView& x, Context& ctx);
 void cast(const TensorView& dst, const TensorView& src, Context& ctx);
 void fill(const TensorView& y, double value, Context& ctx);
+void copy(const TensorView& dst, const TensorView& src, Context& ctx);
 }  // namespace cpu
 namespace cuda {
 void add_forward(const TensorView& y, const TensorView& a, const TensorView& b, Context& ctx);
@@ -61,6 +68,7 @@ void mul_backward(const TensorView& da, const TensorView& db, const TensorView& 
 void scale(const TensorView& y, double alpha, const TensorView& x, Context& ctx);
 void cast(const TensorView& dst, const TensorView& src, Context& ctx);
 void fill(const TensorView& y, double value, Context& ctx);
+void copy(const TensorView& dst, const TensorView& src, Context& ctx);
 }  // namespace cuda
 
 }  // namespace r1kit::kernels

@@ -57,18 +57,9 @@ TensorView head_cols(const TensorView& t, int64_t begin, int64_t end, const std:
   return view3(t, begin, t.shape[0], t.shape[1], end - begin, t.shape[1] * d, d, name);
 }
 
-// dst = src for (N, M, D) row views with D even. kernels/ has no strided copy; the rotation by
-// angle 0 (cos 1, sin 0) is an exact one for finite values (a·1 − b·0 = a).
+// dst = src for (N, M, D) row views (a strided copy).
 void copy_rows(const TensorView& dst, const TensorView& src, Context& ctx) {
-  if (src.empty()) return;
-  const int64_t n = src.shape[0], d = src.shape[2];
-  R1_CHECK(d % 2 == 0, "[mla] copying {} needs an even last dim", src.describe());
-  const DType t = stat_dtype(src);
-  Tensor cos = ctx.empty({1, d / 2}, t, "identity.cos"), sin = ctx.empty({1, d / 2}, t, "sin");
-  k::fill(cos, 1.0, ctx);
-  k::fill(sin, 0.0, ctx);
-  Tensor pos = ctx.zeros({n}, DType::i32, "positions");
-  k::rope_forward(dst, src, cos, sin, pos, k::RopeLayout::interleaved, ctx);
+  k::copy(dst, src, ctx);
 }
 
 // dst (T, D) = Σ_h src[:, h, :] for a contiguous src (T, H, D): per token, ones (1, H) · src[t].

@@ -133,4 +133,8 @@ void fill(const TensorView& y, double value, Context& ctx) {
   });
 }
 
+void copy(const TensorView& dst, const TensorView& src, Context&) {
+  convert(dst, src);
+}
+
 }  // namespace r1kit::kernels::cpu

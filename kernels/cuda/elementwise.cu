@@ -525,4 +525,8 @@ void convert_views(const TensorView& dst, const TensorView& src, Context& ctx) {
   });
 }
 
+void copy(const TensorView& dst, const TensorView& src, Context& ctx) {
+  convert_views(dst, src, ctx);
+}
+
 }  // namespace r1kit::kernels::cuda

@@ -28,4 +28,7 @@ void cast(const TensorView&, const TensorView&, Context&) {
 void fill(const TensorView&, double, Context&) {
   throw_no_cuda("fill");
 }
+void copy(const TensorView&, const TensorView&, Context&) {
+  throw_no_cuda("copy");
+}
 }  // namespace r1kit::kernels::cuda

@@ -216,5 +216,45 @@ TEST(Elementwise, ValidationNamesOpAndShapes) {
                                  {"[mul_backward]", "(4, 8)", "(4, 7)"});
 }
 
+TEST(Copy, StridedViewsWithConversion) {
+  std::mt19937_64 rng(31);
+  auto& ctx = testing::cpu_ctx();
+  // Heads 1..2 of a (5, 4, 6) buffer, columns 2..5, into a (5, 2, 4) bf16 tensor and back.
+  auto src = testing::random_tensor(ctx, {5, 4, 6}, DType::f32, rng);
+  TensorView band = src.view();
+  band.data = band.element(1 * 6 + 2);
+  band.shape = {5, 2, 4, 0};
+  auto dst = ctx.empty({5, 2, 4}, DType::bf16);
+  copy(dst, band, ctx);
+  auto sv = testing::to_double(src), dv = testing::to_double(dst);
+  for (int64_t t = 0; t < 5; ++t)
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t d = 0; d < 4; ++d)
+        EXPECT_EQ(dv[(t * 2 + h) * 4 + d], static_cast<double>(round_to_bf16(static_cast<float>(
+                                               sv[t * 24 + (h + 1) * 6 + d + 2]))));
+  auto back = ctx.zeros({5, 4, 6}, DType::f32);
+  TensorView bband = back.view();
+  bband.data = bband.element(1 * 6 + 2);
+  bband.shape = {5, 2, 4, 0};
+  copy(bband, dst, ctx);
+  auto bv = testing::to_double(back);
+  for (int64_t t = 0; t < 5; ++t)
+    for (int64_t h = 0; h < 4; ++h)
+      for (int64_t d = 0; d < 6; ++d) {
+        const bool inside = h >= 1 && h < 3 && d >= 2 && d < 6;
+        const double want = inside ? dv[(t * 2 + h - 1) * 4 + d - 2] : 0.0;
+        EXPECT_EQ(bv[t * 24 + h * 6 + d], want) << t << " " << h << " " << d;
+      }
+}
+
+TEST(Copy, OverlapAndShapeErrors) {
+  auto& ctx = testing::cpu_ctx();
+  auto buf = ctx.zeros({6, 4}, DType::f32);
+  testing::expect_error_contains([&] { copy(buf.view().slice(1, 5), buf.view().slice(0, 4), ctx); },
+                                 {"[copy]", "dst"});
+  auto other = ctx.zeros({4, 5}, DType::f32);
+  testing::expect_error_contains([&] { copy(other, buf.view().slice(0, 4), ctx); }, {"[copy]"});
+}
+
 }  // namespace
 }  // namespace r1kit::kernels
