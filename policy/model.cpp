@@ -36,12 +36,16 @@ std::string fused_down_name(int64_t layer) {
   return fmt::format("model.layers.{}.mlp.experts.down_proj", layer);
 }
 
-std::vector<ParamEntry> param_layout(const ModelConfig& c) {
+bool param_in_set(ParamKind kind, ParamSet set) {
+  return (kind == ParamKind::correction_bias) == (set == ParamSet::buffers);
+}
+
+std::vector<ParamEntry> param_layout(const ModelConfig& c, ParamSet set) {
   std::vector<ParamEntry> out;
   std::set<int64_t> fused_layers;
   const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size, C = c.hidden_size;
   for (const ParamSpec& s : parameter_manifest(c, true)) {
-    if (!s.tied_to.empty()) continue;
+    if (!s.tied_to.empty() || !param_in_set(s.kind, set)) continue;
     if (s.expert >= 0) {
       if (fused_layers.insert(s.layer).second) {
         out.push_back(
@@ -56,8 +60,8 @@ std::vector<ParamEntry> param_layout(const ModelConfig& c) {
   return out;
 }
 
-ModelParams::ModelParams(const ModelConfig& config, DType dtype, Allocator& alloc)
-    : config_(config), entries_(param_layout(config)), arena_(dtype) {
+ModelParams::ModelParams(const ModelConfig& config, DType dtype, Allocator& alloc, ParamSet set)
+    : config_(config), set_(set), entries_(param_layout(config, set)), arena_(dtype) {
   for (size_t i = 0; i < entries_.size(); ++i) {
     index_[entries_[i].name] = i;
     arena_.add(entries_[i].name, entries_[i].shape);
@@ -66,7 +70,11 @@ ModelParams::ModelParams(const ModelConfig& config, DType dtype, Allocator& allo
 }
 
 ModelParams ModelParams::like(const ModelParams& other, DType dtype, Allocator& alloc) {
-  return ModelParams(other.config_, dtype, alloc);
+  return ModelParams(other.config_, dtype, alloc, other.set_);
+}
+
+bool ModelParams::holds(const ParamSpec& spec) const {
+  return spec.tied_to.empty() && param_in_set(spec.kind, set_);
 }
 
 TensorView ModelParams::get(const std::string& name) const {
@@ -92,7 +100,7 @@ std::function<TensorView(const std::string&)> ModelParams::lookup() const {
 }
 
 TensorView ModelParams::manifest_view(const ParamSpec& spec) const {
-  if (!spec.tied_to.empty()) return TensorView{};
+  if (!holds(spec)) return TensorView{};
   if (spec.expert < 0) return get(spec.name);
   const int64_t I = config_.moe_intermediate_size;
   if (ends_with(spec.name, ".down_proj.weight"))
@@ -114,10 +122,8 @@ void load_params(ModelParams& params, const Checkpoint& ck, Context& ctx) {
   ModelParams staging;
   if (!host) staging = ModelParams::like(params, params.dtype(), ctx.host_allocator());
   const ModelParams& dst = host ? params : staging;
-  for (const ParamSpec& s : ck.manifest()) {
-    if (!s.tied_to.empty()) continue;
-    ck.load(s, dst.manifest_view(s));
-  }
+  for (const ParamSpec& s : ck.manifest())
+    if (dst.holds(s)) ck.load(s, dst.manifest_view(s));
   if (!host) ctx.copy(params.flat(), staging.flat());
 }
 
@@ -126,7 +132,7 @@ void init_params(ModelParams& params, uint64_t seed, Context& ctx) {
   const double stddev = params.config().initializer_range;
   for (size_t i = 0; i < manifest.size(); ++i) {
     const ParamSpec& s = manifest[i];
-    if (!s.tied_to.empty()) continue;
+    if (!params.holds(s)) continue;
     const TensorView v = params.manifest_view(s);
     switch (s.kind) {
       case ParamKind::embedding:
@@ -145,16 +151,26 @@ void init_params(ModelParams& params, uint64_t seed, Context& ctx) {
   }
 }
 
-Json save_params(const std::string& dir, const ModelParams& params, const SaveOptions& opts,
-                 Context& ctx) {
-  ModelParams staging;
-  const bool host = params.flat().device.is_cpu();
-  if (!host) staging = host_copy(params, ctx);
-  const ModelParams& src = host ? params : staging;
+Json save_params(const std::string& dir, const std::vector<const ModelParams*>& arenas,
+                 const SaveOptions& opts, Context& ctx) {
+  R1_CHECK(!arenas.empty(), "[params] save_params needs at least one arena");
+  std::vector<ModelParams> staging;
+  staging.reserve(arenas.size());
+  std::vector<const ModelParams*> host;
+  for (const ModelParams* a : arenas) {
+    if (a->flat().device.is_cpu()) {
+      host.push_back(a);
+    } else {
+      staging.push_back(host_copy(*a, ctx));
+      host.push_back(&staging.back());
+    }
+  }
+  const ModelConfig& config = host.front()->config();
   std::map<std::string, TensorView> views;
-  for (const ParamSpec& s : parameter_manifest(src.config(), true))
-    if (s.tied_to.empty()) views[s.name] = src.manifest_view(s);
-  return save_checkpoint(dir, src.config(), fill_from_views(views), opts);
+  for (const ParamSpec& s : parameter_manifest(config, true))
+    for (const ModelParams* a : host)
+      if (a->holds(s)) views[s.name] = a->manifest_view(s);
+  return save_checkpoint(dir, config, fill_from_views(views), opts);
 }
 
 }  // namespace r1kit::policy

@@ -1,5 +1,6 @@
-// Dense models (Qwen2, Llama) against transformers and finite differences:
-//  - golden: logits, loss and every parameter gradient of checkpoints written by transformers
+// Whole models against transformers, and the dense models against finite differences:
+//  - golden (Qwen2, Llama, DeepSeek-V3 with MLA, MoE and MTP): logits, loss (MTP log-probs and
+//    loss) and the gradients of every kind of parameter, of checkpoints written by transformers
 //    (tests/golden/make_policy_goldens.py, fixtures in tests/policy/data/golden/) on a packed batch
 //    of three sequences; a checkpoint we save reloads with the same logits (and, with
 //    R1KIT_GOLDEN_SAVE_DIR set, is kept for the script's --check, which loads it in transformers);
@@ -13,6 +14,7 @@
 #include <set>
 
 #include "core/safetensors.h"
+#include "policy/checkpoint.h"
 #include "policy/policy.h"
 #include "tests/common/test_util.h"
 
@@ -46,17 +48,18 @@ Golden read_golden(const std::string& name) {
 }
 
 struct MeanLoss {
-  Tensor targets, dlogprob;  // (T) i32, (T) stats dtype: −mask / count
+  Tensor targets, mask, dlogprob;  // (T) i32, (T) f32, (T) stats dtype: −mask / count
   double count = 0;
 };
 
-// Mean next-token cross-entropy over every position that has a target: the transformers loss.
-MeanLoss mean_loss_inputs(const std::vector<std::vector<int32_t>>& seqs, DType stats,
+// Mean cross-entropy of the token `shift` ahead over every position that has one: shift 1 is the
+// transformers loss, shift 2 the MTP depth-1 loss.
+MeanLoss mean_loss_inputs(const std::vector<std::vector<int32_t>>& seqs, int64_t shift, DType stats,
                           Context& ctx) {
   MeanLoss m;
-  m.targets = shifted_targets(seqs, 1, ctx.host_allocator());
-  const Tensor mask = shifted_mask(seqs, 1, ctx.host_allocator());
-  const auto mk = to_double(mask);
+  m.targets = shifted_targets(seqs, shift, ctx.host_allocator());
+  m.mask = shifted_mask(seqs, shift, ctx.host_allocator());
+  const auto mk = to_double(m.mask);
   for (double v : mk) m.count += v;
   std::vector<double> d(mk.size());
   for (size_t i = 0; i < mk.size(); ++i) d[i] = -mk[i] / m.count;
@@ -64,29 +67,62 @@ MeanLoss mean_loss_inputs(const std::vector<std::vector<int32_t>>& seqs, DType s
   return m;
 }
 
-double loss_of(const ForwardContext& f, const MeanLoss& m) {
-  return testing::dot(f.logprob, m.dlogprob);
+double loss_of(const TensorView& logprob, const MeanLoss& m) {
+  return testing::dot(logprob, m.dlogprob);
 }
 
+std::vector<double> masked(const std::vector<double>& v, const MeanLoss& m) {
+  const auto mk = to_double(m.mask);
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = mk[i] * v[i];
+  return out;
+}
+
+// Logits, loss (and the MTP depth-1 log-probs and loss when the fixture has them) and every stored
+// gradient of a transformers fixture; then save, reload, same logits.
 void check_golden_case(const std::string& name) {
   SCOPED_TRACE(name);
   Context& ctx = cpu_ctx();
   const Golden g = read_golden(name);
-  Policy p = Policy::load(golden_dir(name), ctx);
+  const Checkpoint ck = Checkpoint::open(golden_dir(name));
+  ModelConfig config = ck.config();
+  // transformers 5.24 fills the experts of masked groups with −inf (kernels/moe.h).
+  config.routing.masked_fill = kernels::MoeGroupMaskFill::neg_inf;
+  const bool with_mtp = g.ref.has("mtp_logprob");
+  PolicyOptions po;
+  po.mtp_loss_weight = 0.3;  // the script's MTP_WEIGHT (λ), D = 1
+  Policy p = Policy::load(ck, config, ctx, po);
   const TokenBatch batch = TokenBatch::from_sequences(g.seqs, ctx);
-  const MeanLoss m = mean_loss_inputs(g.seqs, DType::f32, ctx);
+  const MeanLoss m = mean_loss_inputs(g.seqs, 1, DType::f32, ctx);
+  const MeanLoss m2 = mean_loss_inputs(g.seqs, 2, DType::f32, ctx);
+  const Tensor mtp_inputs = shifted_targets(g.seqs, 1, ctx.host_allocator());
   ForwardOptions o;
   o.targets = m.targets;
   o.logits = true;
+  if (with_mtp) {
+    o.mtp_inputs = {mtp_inputs};
+    o.mtp_targets = {m2.targets};
+  }
   ForwardContext f = p.forward(batch, o, ctx);
 
   const auto ref_logits = to_double(g.ref.view("logits"));
   EXPECT_LT(normalized_error(to_double(f.logits), ref_logits), 1e-4);
   const double ref_loss = to_double(g.ref.view("loss"))[0];
-  EXPECT_NEAR(loss_of(f, m), ref_loss, 1e-5 * ref_loss);
+  EXPECT_NEAR(loss_of(f.logprob, m), ref_loss, 1e-5 * ref_loss);
+  HeadGrads hg;
+  hg.dlogprob = m.dlogprob;
+  if (with_mtp) {
+    ASSERT_EQ(f.mtp.size(), 1u);
+    EXPECT_LT(normalized_error(masked(to_double(f.mtp[0].logprob), m2),
+                               to_double(g.ref.view("mtp_logprob"))),
+              1e-4);
+    const double ref_mtp = to_double(g.ref.view("mtp_loss"))[0];
+    EXPECT_NEAR(loss_of(f.mtp[0].logprob, m2), ref_mtp, 1e-5 * ref_mtp);
+    hg.mtp_dlogprob = {m2.dlogprob};
+  }
 
   p.zero_grad(ctx);
-  p.backward(f, m.dlogprob, ctx);
+  p.backward(f, hg, ctx);
   // The reference holds every parameter outside the layers and, per tensor of a layer, the first
   // layer that has it: compare those, and check that every kind of parameter was covered.
   int compared = 0;
@@ -104,7 +140,9 @@ void check_golden_case(const std::string& name) {
     EXPECT_LT(err, 1e-3) << e.name;
     ++compared;
   }
-  EXPECT_EQ(g.ref.size(), static_cast<size_t>(compared) + 4);  // + tokens, cu_seqlens, logits, loss
+  size_t grads_in_ref = 0;
+  for (const auto& n : g.ref.names()) grads_in_ref += n.rfind("grad.", 0) == 0;
+  EXPECT_EQ(grads_in_ref, static_cast<size_t>(compared));
 
   // Save, reload: identical logits. The saved directory is kept for the script's --check when
   // R1KIT_GOLDEN_SAVE_DIR is set.
@@ -115,12 +153,17 @@ void check_golden_case(const std::string& name) {
   so.dtype = DType::f32;
   so.overwrite = true;
   p.save(out, ctx, so);
-  Policy q = Policy::load(out, ctx);
-  ForwardOptions lo;
-  lo.logits = true;
+  const Checkpoint saved = Checkpoint::open(out);
+  EXPECT_TRUE(saved.check().complete());
+  EXPECT_TRUE(saved.check().unexpected.empty());
+  Policy q = Policy::load(saved, config, ctx);
+  ForwardOptions lo = o;
   lo.for_backward = false;
   const ForwardContext fq = q.forward(batch, lo, ctx);
   EXPECT_EQ(to_double(fq.logits), to_double(f.logits));
+  if (with_mtp) {
+    EXPECT_EQ(to_double(fq.mtp[0].logprob), to_double(f.mtp[0].logprob));
+  }
 }
 
 TEST(DenseGolden, Qwen2WithBiasesMatchesTransformers) {
@@ -131,6 +174,12 @@ TEST(DenseGolden, LlamaTiedMqaHeadDimMatchesTransformers) {
 }
 TEST(DenseGolden, LlamaUntiedBiasesLlama3RopeMatchesTransformers) {
   check_golden_case("llama_untied");
+}
+TEST(DeepseekV3Golden, QloraGroupLimitedYarnDenseLayerAndMtpMatchTransformers) {
+  check_golden_case("dsv3_qlora");
+}
+TEST(DeepseekV3Golden, PlainQprojBiasesTwoSharedExpertsMatchTransformers) {
+  check_golden_case("dsv3_noqlora");
 }
 
 // ---- Finite differences in f64
