@@ -4,11 +4,13 @@
 // add_eos_token) and generation_config.json (eos_token_id) when they are there.
 //
 // Behaviour, in the terms of policy/tokenizer.h:
-//   encode   the text goes through SentencePiece as one piece of text (its normaliser, its dummy
-//            prefix "▁", byte fallback); with add_special_tokens the text of control and
-//            user-defined pieces ("<s>", "</s>") is recognised first (longest match), each plain
-//            segment between them is encoded on its own (as transformers' legacy LlamaTokenizer
-//            does), and BOS / EOS are added as tokenizer_config.json says (default: BOS only).
+//   encode   the text goes through SentencePiece as one piece of text (the model's own normaliser,
+//            so decode(encode(s)) loses whitespace when the model removes extra whitespace, as
+//            tok512.model and Llama-2's do; its dummy prefix "▁"; byte fallback); with
+//            add_special_tokens the text of control and user-defined pieces ("<s>", "</s>") is
+//            recognised first (longest match), each plain segment between them is encoded on its
+//            own (as transformers' legacy LlamaTokenizer does), and BOS / EOS are added as
+//            tokenizer_config.json says (default: BOS only).
 //   decode   SentencePiece's own decoding (leading dummy-prefix space dropped, <0xXX> pieces joined
 //            into bytes, ill-formed UTF-8 from byte pieces replaced by U+FFFD). Special tokens
 //            (control pieces and <unk>) are dropped with skip_special_tokens; otherwise they
