@@ -3,8 +3,10 @@
 
 namespace r1kit::apps {
 void register_all(CLI::App& app) {
+  register_convert(app);
   register_info(app);
   register_init(app);
   register_inspect(app);
+  register_logprobs(app);
 }
 }  // namespace r1kit::apps
