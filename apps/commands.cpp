@@ -3,10 +3,12 @@
 
 namespace r1kit::apps {
 void register_all(CLI::App& app) {
+  register_chat_template(app);
   register_convert(app);
   register_info(app);
   register_init(app);
   register_inspect(app);
   register_logprobs(app);
+  register_tokenize(app);
 }
 }  // namespace r1kit::apps
