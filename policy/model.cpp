@@ -64,7 +64,15 @@ ModelParams::ModelParams(const ModelConfig& config, DType dtype, Allocator& allo
     : config_(config), set_(set), entries_(param_layout(config, set)), arena_(dtype) {
   for (size_t i = 0; i < entries_.size(); ++i) {
     index_[entries_[i].name] = i;
-    arena_.add(entries_[i].name, entries_[i].shape);
+    // Each tensor takes a multiple of kTensorAlignElements elements, so the element offsets do not
+    // depend on the dtype (FlatArena aligns by bytes): arenas of one config in f32, bf16 and f64
+    // share one layout and AdamW can run over the flat buffers of masters, moments, gradients
+    // and the working copy together. The padding stays zero.
+    int64_t n = 1;
+    for (int64_t d : entries_[i].shape) n *= d;
+    const int64_t padded =
+        (n + kTensorAlignElements - 1) / kTensorAlignElements * kTensorAlignElements;
+    arena_.add(entries_[i].name, {padded});
   }
   arena_.allocate(alloc);
 }
@@ -87,12 +95,19 @@ TensorView ModelParams::get(const std::string& name) const {
              model_arch_name(config_.arch), entries_.size(),
              near ? fmt::format("; did you mean '{}'?", *near) : std::string());
   }
-  return arena_.view(it->second);
+  return view(it->second);
+}
+
+TensorView ModelParams::view(size_t i) const {
+  const ParamEntry& e = entries_.at(i);
+  int64_t n = 1;
+  for (int64_t d : e.shape) n *= d;
+  return arena_.view(i).slice(0, n).reshape(e.shape).renamed(e.name);
 }
 
 TensorView ModelParams::find(const std::string& name) const {
   auto it = index_.find(name);
-  return it == index_.end() ? TensorView{} : arena_.view(it->second);
+  return it == index_.end() ? TensorView{} : view(it->second);
 }
 
 std::function<TensorView(const std::string&)> ModelParams::lookup() const {
@@ -114,7 +129,7 @@ TensorView ModelParams::manifest_view(const ParamSpec& spec) const {
 
 void ModelParams::for_each(
     const std::function<void(const ParamEntry&, const TensorView&)>& fn) const {
-  for (size_t i = 0; i < entries_.size(); ++i) fn(entries_[i], arena_.view(i));
+  for (size_t i = 0; i < entries_.size(); ++i) fn(entries_[i], view(i));
 }
 
 void load_params(ModelParams& params, const Checkpoint& ck, Context& ctx) {

@@ -79,7 +79,10 @@ class ModelParams {
   DType dtype() const { return arena_.dtype(); }
   bool defined() const { return arena_.allocated(); }
 
-  TensorView view(size_t i) const { return arena_.view(i); }
+  // Element alignment of every tensor in the arena, whatever the dtype (256 bytes of bf16).
+  static constexpr int64_t kTensorAlignElements = 128;
+
+  TensorView view(size_t i) const;
   // The tensor named `name`; throws naming it (with a "did you mean") when the arena has none.
   TensorView get(const std::string& name) const;
   // The tensor named `name`, or an undefined TensorView{} when the arena has none (optional
@@ -95,8 +98,10 @@ class ModelParams {
   TensorView manifest_view(const ParamSpec& spec) const;
 
   // The whole buffer, 1-D (padding between tensors is zero): what AdamW and grad-norm run over.
+  // Arenas of one config and set have the same element layout in every dtype.
   TensorView flat() const { return arena_.flat(); }
-  FlatArena& arena() { return arena_; }
+  // The underlying arena: its entries are the tensors padded to kTensorAlignElements, 1-D (use
+  // view() / get() for the shaped tensors).
   const FlatArena& arena() const { return arena_; }
 
   // fn(entry, view) for every tensor, in layout order.

@@ -229,6 +229,9 @@ class Policy {
   // The correction biases (ParamSet::buffers; empty for dense models).
   ModelParams& buffers() { return buffers_; }
   const ModelParams& buffers() const { return buffers_; }
+  // The fp32 master weights AdamW updates: a separate arena for bf16 working dtypes (after the
+  // first step), else the parameters themselves.
+  const ModelParams& masters() const { return master_.defined() ? master_ : params_; }
   ModelParams& grads() { return grads_; }
   const ModelParams& grads() const { return grads_; }
 

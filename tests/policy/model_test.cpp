@@ -113,6 +113,19 @@ TEST(ModelParams, LookupsNameTheMissingTensor) {
   EXPECT_EQ(g.size(), p.size());
   EXPECT_EQ(g.dtype(), DType::f64);
   EXPECT_EQ(g.view(3).dims(), p.view(3).dims());
+  // Every dtype gives the same element layout (AdamW runs over masters, moments, gradients and a
+  // bf16 working copy as flat buffers of one length).
+  const ModelParams h = ModelParams::like(p, DType::bf16, cpu_ctx().allocator());
+  EXPECT_EQ(h.flat().numel(), p.flat().numel());
+  EXPECT_EQ(g.flat().numel(), p.flat().numel());
+  for (size_t i = 0; i < p.size(); ++i) {
+    const auto off = [](const ModelParams& a, size_t k) {
+      return (static_cast<const char*>(a.view(k).data) - static_cast<const char*>(a.flat().data)) /
+             static_cast<int64_t>(dtype_size(a.dtype()));
+    };
+    EXPECT_EQ(off(h, i), off(p, i));
+    EXPECT_EQ(off(g, i), off(p, i));
+  }
 }
 
 TEST(ModelParams, InitEqualsInitCheckpointAndSaveLoadRoundTrips) {
