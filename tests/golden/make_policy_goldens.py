@@ -20,8 +20,9 @@ reference.safetensors holding:
                               outside the layers and, per tensor of a layer, for the first layer
                               that has it (every kind once: see gradient_subset)
 
-tests/policy/dense_test.cpp (and the DeepSeek-V3 golden test) loads the checkpoint with r1kit, runs the same
-batch packed, and compares logits (normalised error < 1e-4) and gradients (< 1e-3).
+tests/policy/dense_test.cpp (DenseGolden, DeepseekV3Golden) loads each checkpoint with r1kit,
+runs the same batch packed, and compares logits and MTP log-probs (normalised error < 1e-4), the
+losses and the stored gradients (< 1e-3).
 
 DeepSeek-V3 cases (n_group > 1, with and without q-LoRA, YaRN, one dense layer): transformers 5.24
 fills the experts of masked groups with -inf before the top-k (DeepSeek's inference/model.py does
