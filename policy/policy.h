@@ -73,8 +73,8 @@ struct PolicyOptions {
 };
 
 struct ForwardOptions {
-  // (T) i32 on any device: the token whose log-prob each position yields (shifted_targets(seqs,
-  // 1)). Undefined: no log-probs (then `logits` must be set).
+  // (T) i32 on any device: the token whose log-prob each position yields, e.g. the next token
+  // (shifted_targets with shift 1). Undefined: no log-probs (then `logits` must be set).
   TensorView targets;
   double temperature = 1.0;  // log-probs (and entropy) of softmax(logits / temperature)
   bool entropy = false;      // also the entropy of each position's distribution
