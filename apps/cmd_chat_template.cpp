@@ -21,7 +21,8 @@ struct ChatTemplateArgs {
 
 void run_chat_template(const ChatTemplateArgs& a) {
   if (a.list) {
-    for (const auto& n : policy::ChatTemplate::builtin_names()) std::cout << n << "\n";
+    for (const auto& n : policy::ChatTemplate::builtin_names())
+      std::cout << n << "\t" << policy::ChatTemplate::builtin_description(n) << "\n";
     return;
   }
   if (!a.hash_file.empty()) {

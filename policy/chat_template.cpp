@@ -412,6 +412,11 @@ std::vector<std::string> ChatTemplate::builtin_names() {
   return out;
 }
 
+std::string ChatTemplate::builtin_description(std::string_view name) {
+  const BuiltinInfo* b = find_builtin(name);
+  return b ? std::string(b->description) : std::string();
+}
+
 ChatTemplate ChatTemplate::builtin(std::string_view name) {
   const BuiltinInfo* b = find_builtin(name);
   if (!b) R1_THROW("unknown chat template '{}' (built-in: {})", name, builtin_list());
@@ -801,20 +806,54 @@ std::string ChatTemplate::render_pattern(const std::vector<ChatMessage>& message
 // --- Public: encoding
 // ------------------------------------------------------------------------------
 
+namespace {
+
+// Special-token text recognised, BOS/EOS not added, where EncodeOptions can say so.
+EncodeOptions chat_encode_options() {
+  EncodeOptions o;
+  o.add_special_tokens = true;
+  if constexpr (requires { o.add_bos_eos; }) o.add_bos_eos = false;
+  return o;
+}
+
+}  // namespace
+
 std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, std::string_view rendered) {
-  std::vector<int32_t> ids = tok.encode(rendered, EncodeOptions{.add_special_tokens = true});
-  const auto bos = tok.bos_id();
-  if (!bos) return ids;
-  // How many BOS the text itself starts with; any more at the front were added by the tokenizer.
-  const std::string bos_text = tok.id_to_token(*bos);
-  size_t in_text = 0;
-  if (!bos_text.empty())
-    for (std::string_view r = rendered; r.starts_with(bos_text); r.remove_prefix(bos_text.size()))
-      ++in_text;
-  size_t in_ids = 0;
-  while (in_ids < ids.size() && ids[in_ids] == *bos) ++in_ids;
-  if (in_ids > in_text)
-    ids.erase(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(in_ids - in_text));
+  std::vector<int32_t> ids = tok.encode(rendered, chat_encode_options());
+  // Tokenizers that add BOS/EOS anyway: keep only the BOS the text starts with and the EOS it ends
+  // with.
+  if (const auto bos = tok.bos_id()) {
+    const std::string bos_text = tok.id_to_token(*bos);
+    size_t in_text = 0;
+    if (!bos_text.empty())
+      for (std::string_view r = rendered; r.starts_with(bos_text); r.remove_prefix(bos_text.size()))
+        ++in_text;
+    size_t in_ids = 0;
+    while (in_ids < ids.size() && ids[in_ids] == *bos) ++in_ids;
+    if (in_ids > in_text)
+      ids.erase(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(in_ids - in_text));
+  }
+  const std::vector<int32_t> eos = tok.eos_ids();
+  const auto is_eos = [&](int32_t id) {
+    return std::find(eos.begin(), eos.end(), id) != eos.end();
+  };
+  size_t eos_in_text = 0;
+  for (std::string_view r = rendered;;) {
+    bool found = false;
+    for (const int32_t e : eos) {
+      const std::string t = tok.id_to_token(e);
+      if (!t.empty() && r.ends_with(t)) {
+        r.remove_suffix(t.size());
+        ++eos_in_text;
+        found = true;
+        break;
+      }
+    }
+    if (!found) break;
+  }
+  size_t eos_in_ids = 0;
+  while (eos_in_ids < ids.size() && is_eos(ids[ids.size() - 1 - eos_in_ids])) ++eos_in_ids;
+  for (; eos_in_ids > eos_in_text; --eos_in_ids) ids.pop_back();
   return ids;
 }
 

@@ -114,6 +114,8 @@ class ChatTemplate {
   static ChatTemplate builtin(std::string_view name);
   static ChatTemplate builtin(std::string_view name, const ChatSpecialTokens& tokens);
   static std::vector<std::string> builtin_names();
+  // One line saying what a built-in template is ("" for unknown names).
+  static std::string builtin_description(std::string_view name);
   // A recipe's pattern (syntax above); errors give the offset of the bad placeholder.
   static ChatTemplate from_pattern(std::string_view pattern, const ChatSpecialTokens& tokens = {});
   // A Jinja source that must be one of the known ones; `label` (a file name) goes in the error.
@@ -162,9 +164,10 @@ std::string jinja_template_hash(std::string_view source);
 // The built-in name whose Jinja original has this normal form, if any.
 std::optional<std::string> match_builtin_jinja(std::string_view source);
 
-// Encodes a rendered chat the way apply_chat_template(tokenize=True) does: special-token text
-// recognised, and no BOS beyond the ones the text itself starts with ("no double BOS": a template
-// that writes the BOS text and a tokenizer that adds BOS give one BOS, not two).
+// Encodes a rendered chat the way apply_chat_template(tokenize=True) does (add_special_tokens=False
+// there): special-token text recognised, no BOS beyond the ones the text itself starts with ("no
+// double BOS": a template that writes the BOS text and a tokenizer that adds BOS give one BOS, not
+// two), and no EOS appended by the tokenizer.
 std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, std::string_view rendered);
 
 }  // namespace r1kit::policy

@@ -89,6 +89,17 @@ int byte_piece_value(std::string_view piece) {
   return v;
 }
 
+// Whether BOS/EOS are added: add_special_tokens, and EncodeOptions::add_bos_eos where the
+// interface has it (special-token text recognised, no BOS/EOS added: for rendered chats).
+template <class Options>
+bool adds_bos_eos(const Options& o) {
+  if constexpr (requires { o.add_bos_eos; }) {
+    return o.add_special_tokens && o.add_bos_eos;
+  } else {
+    return o.add_special_tokens;
+  }
+}
+
 struct Llama2cVocab {
   int32_t max_token_length = 0;
   std::vector<std::string> pieces;
@@ -158,7 +169,7 @@ class Llama2cTokenizer final : public Tokenizer {
       R1_THROW("[llama2c tokenizer] the text is not valid UTF-8 at byte offset {}", bad);
     std::vector<int32_t> tokens;
     tokens.reserve(text.size() + 2);
-    if (opts.add_special_tokens) tokens.push_back(kBosId);
+    if (adds_bos_eos(opts)) tokens.push_back(kBosId);
     if (!text.empty()) {
       const auto dummy = lookup(" ");
       if (!dummy)

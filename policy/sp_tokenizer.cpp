@@ -16,6 +16,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Whether BOS/EOS are added: add_special_tokens, and EncodeOptions::add_bos_eos where the
+// interface has it (special-token text recognised, no BOS/EOS added: for rendered chats).
+template <class Options>
+bool adds_bos_eos(const Options& o) {
+  if constexpr (requires { o.add_bos_eos; }) {
+    return o.add_special_tokens && o.add_bos_eos;
+  } else {
+    return o.add_special_tokens;
+  }
+}
+
 class SpTokenizer final : public Tokenizer {
  public:
   SpTokenizer(const std::string& path, const std::string& model_bytes) : path_(path) {
@@ -72,7 +83,8 @@ class SpTokenizer final : public Tokenizer {
       encode_plain(text, out);
       return out;
     }
-    if (add_bos_ && sp_.bos_id() >= 0) out.push_back(sp_.bos_id());
+    const bool bos_eos = adds_bos_eos(opts);
+    if (bos_eos && add_bos_ && sp_.bos_id() >= 0) out.push_back(sp_.bos_id());
     size_t pos = 0;
     while (pos <= text.size()) {
       // The earliest special-token text at or after pos (the longest one there).
@@ -92,7 +104,7 @@ class SpTokenizer final : public Tokenizer {
       out.push_back(best_id);
       pos = best + best_len;
     }
-    if (add_eos_ && sp_.eos_id() >= 0) out.push_back(sp_.eos_id());
+    if (bos_eos && add_eos_ && sp_.eos_id() >= 0) out.push_back(sp_.eos_id());
     return out;
   }
 

@@ -10,7 +10,8 @@
 //            add_special_tokens the text of control and user-defined pieces ("<s>", "</s>") is
 //            recognised first (longest match), each plain segment between them is encoded on its
 //            own (as transformers' legacy LlamaTokenizer does), and BOS / EOS are added as
-//            tokenizer_config.json says (default: BOS only).
+//            tokenizer_config.json says (default: BOS only), unless the options ask for
+//            special-token text without BOS/EOS.
 //   decode   SentencePiece's own decoding (leading dummy-prefix space dropped, <0xXX> pieces joined
 //            into bytes, ill-formed UTF-8 from byte pieces replaced by U+FFFD). Special tokens
 //            (control pieces and <unk>) are dropped with skip_special_tokens; otherwise they

@@ -294,6 +294,21 @@ TEST(ChatTemplate, EncodeWithoutDoubleBos) {
   EXPECT_EQ(ids[0], 1);
   EXPECT_NE(ids[1], 1);
   EXPECT_EQ(sp->decode(ids, {.skip_special_tokens = true}), "Once upon");
+  // A tokenizer that appends EOS (add_eos_token): not after a prompt, kept when the text has it.
+  ScratchDir dir;
+  write_file_atomic(
+      dir.file("tokenizer.model"),
+      read_file(std::string(R1KIT_SOURCE_DIR) + "/tests/policy/data/stories260K_tok/tok512.model"));
+  write_file_atomic(dir.file("tokenizer_config.json"), R"({"add_eos_token": true})");
+  const auto sp_eos = load_sentencepiece_tokenizer(dir.str());
+  ASSERT_EQ(sp_eos->encode("Once").back(), 2);
+  const auto prompt = encode_chat_prompt(*sp_eos, "<s>Once");
+  EXPECT_EQ(prompt.front(), 1);
+  EXPECT_NE(prompt.back(), 2);
+  const auto with_eos = encode_chat_prompt(*sp_eos, "<s>Once</s>");
+  ASSERT_GE(with_eos.size(), 3u);
+  EXPECT_EQ(with_eos.back(), 2);
+  EXPECT_NE(with_eos[with_eos.size() - 2], 2);
 }
 
 }  // namespace
