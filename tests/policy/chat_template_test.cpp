@@ -6,6 +6,7 @@
 #include "policy/chat_template.h"
 
 #include <filesystem>
+#include <random>
 
 #include "core/fs.h"
 #include "policy/sp_tokenizer.h"
@@ -309,6 +310,27 @@ TEST(ChatTemplate, EncodeWithoutDoubleBos) {
   ASSERT_GE(with_eos.size(), 3u);
   EXPECT_EQ(with_eos.back(), 2);
   EXPECT_NE(with_eos[with_eos.size() - 2], 2);
+}
+
+// The normaliser on arbitrary text (and on damaged real templates) returns or throws r1kit::Error.
+TEST(ChatTemplate, NormaliserNeverCrashes) {
+  std::mt19937_64 rng(9);
+  const std::string src = read_file(data("qwen3.jinja"));
+  const std::string alphabet = "{}%#-+'\"\\ \n\tab(){}[]";
+  for (int trial = 0; trial < 500; ++trial) {
+    std::string s;
+    if (trial % 2) {
+      s = src.substr(0, rng() % src.size());
+    } else {
+      s.resize(rng() % 40);
+      for (auto& c : s) c = alphabet[rng() % alphabet.size()];
+    }
+    try {
+      (void)jinja_template_hash(s);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("unterminated"), std::string::npos);
+    }
+  }
 }
 
 }  // namespace

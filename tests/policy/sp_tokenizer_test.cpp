@@ -184,5 +184,29 @@ TEST(SentencePieceTokenizer, BadFiles) {
                         {dir.file("cut.model"), "not a SentencePiece model"});
 }
 
+// Damaged models fail with r1kit::Error, never crash; random ids always decode.
+TEST(SentencePieceTokenizer, CorruptModelsAndRandomIdsNeverCrash) {
+  ScratchDir dir;
+  const std::string model = read_file(data("tok512.model"));
+  std::mt19937_64 rng(5);
+  for (int trial = 0; trial < 100; ++trial) {
+    std::string bytes = trial < 50 ? model.substr(0, rng() % model.size()) : model;
+    if (trial >= 50)
+      for (int k = 0; k < 4; ++k) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    write_file_atomic(dir.file("m.model"), bytes);
+    try {
+      const auto t = load_sentencepiece_tokenizer(dir.file("m.model"));
+      (void)t->decode(t->encode("Once upon a time"));
+    } catch (const Error&) {
+    }
+  }
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<int32_t> ids(rng() % 16);
+    for (auto& id : ids) id = static_cast<int32_t>(rng() % 512);
+    (void)sp512().decode(ids);
+    (void)sp512().decode(ids, {.skip_special_tokens = true});
+  }
+}
+
 }  // namespace
 }  // namespace r1kit::policy
