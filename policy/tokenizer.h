@@ -17,6 +17,10 @@ struct EncodeOptions {
   // Recognise added/special tokens written in the text ("<｜Assistant｜>") and add the BOS the
   // tokenizer config asks for. false: special-token text is tokenised as plain text, no BOS.
   bool add_special_tokens = true;
+  // Only with add_special_tokens = true: false recognises special-token text but adds no BOS/EOS,
+  // for text that already holds them (a rendered chat template; transformers' apply_chat_template
+  // encodes so).
+  bool add_bos_eos = true;
 };
 
 struct DecodeOptions {
@@ -70,6 +74,8 @@ class StreamDecoder {
   std::string pending_;
   std::string text_;
   std::vector<int32_t> ids_;
+  // Tokens of ids_ before this index were emitted already (they give the rest its context).
+  size_t prefix_index_ = 0;
 };
 
 }  // namespace r1kit::policy
