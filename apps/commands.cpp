@@ -9,5 +9,6 @@ void register_all(CLI::App& app) {
   register_init(app);
   register_inspect(app);
   register_logprobs(app);
+  register_tokenize(app);
 }
 }  // namespace r1kit::apps
