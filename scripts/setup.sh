@@ -24,6 +24,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev          # JSON, logging
   libcli11-dev                                         # command line
   libboost-dev                                         # Boost (process, for the sandbox)
+  libseccomp-dev zlib1g-dev                            # sandbox: seccomp filters, gzip'd datasets
   libre2-dev libutf8proc-dev libsentencepiece-dev      # tokenizers: regexes, Unicode, SentencePiece
   libgtest-dev                                         # tests
   clang libclang-rt-14-dev                             # libFuzzer target (optional, tests/fuzz)
