@@ -543,6 +543,15 @@ std::string join_alternatives(const std::vector<std::string>& alts, size_t begin
   return s;
 }
 
+// Dense: matches a letter, a space, a punctuation mark and a newline each at the start (the main
+// patterns of GPT-2-style pre-tokenizers, which cut all text into matches).
+bool is_dense(const re2::RE2& re) {
+  for (const char* probe : {"a", " ", ".", "\n"}) {
+    if (!re.Match(probe, 0, std::strlen(probe), re2::RE2::ANCHOR_START, nullptr, 0)) return false;
+  }
+  return true;
+}
+
 size_t char_len_at(std::string_view s, size_t i) {
   const LeadInfo li = lead_info(static_cast<uint8_t>(s[i]));
   return li.len > 0 ? std::min<size_t>(li.len, s.size() - i) : 1;
@@ -563,6 +572,7 @@ SplitRegex::SplitRegex(std::string_view onig_pattern) : pattern_(onig_pattern) {
   if (!lookahead_) {
     re2_pattern_ = "(?m)" + onig_to_re2(pattern_);
     main_ = compile_re2(re2_pattern_, pattern_);
+    dense_ = is_dense(*main_);
     return;
   }
   if (pattern_.find("(?i)") != std::string::npos || pattern_.find("(?-i)") != std::string::npos)
@@ -577,6 +587,7 @@ SplitRegex::SplitRegex(std::string_view onig_pattern) : pattern_(onig_pattern) {
   }
   re2_pattern_ = join_alternatives(translated, 0, translated.size());
   main_ = compile_re2(re2_pattern_, pattern_);
+  dense_ = is_dense(*main_);
   if (lookahead_at > 0)
     before_ = compile_re2(join_alternatives(translated, 0, lookahead_at), pattern_);
   if (lookahead_at + 1 < translated.size())
@@ -592,7 +603,12 @@ bool SplitRegex::find(std::string_view text, size_t pos, size_t* begin, size_t* 
   const re2::StringPiece input(text.data(), text.size());
   re2::StringPiece m;
   while (pos <= text.size()) {
-    if (!main_->Match(input, pos, text.size(), re2::RE2::UNANCHORED, &m, 1)) return false;
+    // A dense pattern's next match almost always starts where the previous one ended: an
+    // anchored search needs no reverse DFA pass to find the start, and the leftmost-first match
+    // at `pos`, when there is one, is the unanchored search's answer too.
+    if (!(dense_ && main_->Match(input, pos, text.size(), re2::RE2::ANCHOR_START, &m, 1)) &&
+        !main_->Match(input, pos, text.size(), re2::RE2::UNANCHORED, &m, 1))
+      return false;
     const size_t b = static_cast<size_t>(m.data() - text.data());
     size_t e = b + m.size();
     if (lookahead_ && e > b && e < text.size()) {
@@ -902,12 +918,18 @@ constexpr std::string_view kDeepseekV3Main =
 // DeepSeek LLM and DeepSeek Coder (first generation), as llama.cpp lists them from their
 // tokenizer.json files.
 constexpr std::string_view kDeepseekLlmLetters =
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-"
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-"
+    "ᲺᲽ-"
+    "Ჿᴀ-"
     "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-"
     "Ὅὐ-ὗὙὛὝ\u1F5F-\u1F7Dᾀ-ᾴᾶ-ᾼ\u1FBEῂ-ῄῆ-ῌ\u1FD0-\u1FD3\u1FD6-\u1FDBῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-"
-    "ℝℤ\u2126ℨ\u212A-\u212Dℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-"
+    "ℝℤ\u2126ℨ\u212A-\u212Dℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-"
+    "ꚛꜢ-"
+    "ꝯꝱ-"
     "ꞇꞋ-"
-    "ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]"
+    "ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-"
+    "𑣟𞤀-"
+    "𞥃]"
     "+";
 constexpr std::string_view kDeepseekLlmPunct = "\\s?[!-/:-~！-／：-～‘-‟　-。]+";
 constexpr std::string_view kDeepseekCjkHangul = "[一-龥ࠀ-一가-퟿]+";

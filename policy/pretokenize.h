@@ -97,6 +97,7 @@ class SplitRegex {
   std::unique_ptr<re2::RE2> before_;
   std::unique_ptr<re2::RE2> after_;
   bool lookahead_ = false;
+  bool dense_ = false;  // matches start almost everywhere: try an anchored search first
 };
 
 // --- Normalizers ---------------------------------------------------------------------------------
