@@ -801,8 +801,13 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
                                    {0, 0},
                                    {0, 0},
                                    {0, 0}};
+  // The program may write disk_bytes; the files we put there come on top (plus slack for
+  // metadata), so a single file hits RLIMIT_FSIZE (SIGXFSZ) before the tmpfs is full.
+  uint64_t given = 0;
+  for (const auto& f : spec.files) given += f.content.size() + 4096;
+  uint64_t tmpfs_bytes = lim.disk_bytes + given + (64 << 10);
   std::string tmpfs_opts =
-      "size=" + std::to_string((lim.disk_bytes + 4095) / 4096 * 4096) + ",nr_inodes=4096,mode=0755";
+      "size=" + std::to_string((tmpfs_bytes + 4095) / 4096 * 4096) + ",nr_inodes=4096,mode=0755";
   std::string work_root = std::string(kRootMount) + kWorkDir;
   std::string tmp_link = std::string(kRootMount) + "/tmp";
 
