@@ -468,6 +468,11 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec) : impl_(std::make_unique<Impl>()) {
       R1_THROW("[tokenizer] {}: added token '{}' has a negative id {}", m.source, t.content, t.id);
     max_id = std::max(max_id, t.id);
   }
+  // Real vocabularies stay below 2^18; a larger id is a broken file, not a reason to allocate.
+  constexpr int32_t kMaxIds = 1 << 24;
+  if (max_id >= kMaxIds)
+    R1_THROW("[tokenizer] {}: id {} is too large (ids must be below {})", m.source, max_id,
+             kMaxIds);
   const auto v = static_cast<size_t>(max_id + 1);
   m.id_token.resize(v);
   m.id_bytes.resize(v);
@@ -523,7 +528,8 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec) : impl_(std::make_unique<Impl>()) {
   std::vector<std::array<int32_t, 3>> merges;
   merges.reserve(spec.merges.size());
   for (size_t k = 0; k < spec.merges.size(); ++k) {
-    const auto& [a, b] = spec.merges[k];
+    const std::string& a = spec.merges[k].first;   // not a structured binding: clang 14 cannot
+    const std::string& b = spec.merges[k].second;  // capture those
     auto find = [&](const std::string& tok) {
       auto it = model_vocab.find(tok);
       if (it == model_vocab.end())
@@ -625,10 +631,10 @@ struct TransformersConfig {
     std::vector<int32_t> r;
     if (!generation || !generation->contains("eos_token_id")) return r;
     const Json& v = (*generation)["eos_token_id"];
-    if (v.is_number_integer()) r.push_back(v.get<int32_t>());
+    const char* w = "generation_config.json";
+    if (v.is_number_integer()) r.push_back(json_value_as<int32_t>(v, "eos_token_id", w));
     if (v.is_array())
-      for (const auto& e : v)
-        if (e.is_number_integer()) r.push_back(e.get<int32_t>());
+      for (const auto& e : v) r.push_back(json_value_as<int32_t>(e, "eos_token_id", w));
     return r;
   }
 };
@@ -702,20 +708,25 @@ void parse_post_processor(const Json& j, std::string_view where, BpeSpec* spec) 
   if (type == "TemplateProcessing") {
     const Json single = get_required<Json>(j, "single", where);
     const Json specials = get_optional<Json>(j, "special_tokens", where, Json::object());
+    if (!single.is_array()) R1_THROW("{}: field 'single' must be an array", where);
+    require_object(specials, json_where(where, "special_tokens"));
     bool seen_sequence = false;
     for (size_t k = 0; k < single.size(); ++k) {
       const std::string iw = json_where(json_where(where, "single"), k);
       const Json& item = single[k];
+      require_object(item, iw);
       if (item.contains("Sequence")) {
         seen_sequence = true;
         continue;
       }
       if (!item.contains("SpecialToken")) R1_THROW("{}: expected SpecialToken or Sequence", iw);
+      require_object(item["SpecialToken"], json_where(iw, "SpecialToken"));
       const std::string name = get_required<std::string>(item["SpecialToken"], "id", iw);
       if (!specials.contains(name))
         R1_THROW("{}: special token '{}' is not in special_tokens", iw, name);
-      const auto ids = get_required<std::vector<int32_t>>(
-          specials[name], "ids", json_where(json_where(where, "special_tokens"), name));
+      const std::string sw = json_where(json_where(where, "special_tokens"), name);
+      require_object(specials[name], sw);
+      const auto ids = get_required<std::vector<int32_t>>(specials[name], "ids", sw);
       auto& dst = seen_sequence ? spec->suffix_ids : spec->prefix_ids;
       dst.insert(dst.end(), ids.begin(), ids.end());
     }
@@ -724,9 +735,9 @@ void parse_post_processor(const Json& j, std::string_view where, BpeSpec* spec) 
   if (type == "RobertaProcessing" || type == "BertProcessing") {
     auto pair_id = [&](const char* key) {
       const Json p = get_required<Json>(j, key, where);
-      if (!p.is_array() || p.size() != 2 || !p[1].is_number_integer())
+      if (!p.is_array() || p.size() != 2)
         R1_THROW("{}: field '{}' must be [token, id]", where, key);
-      return p[1].get<int32_t>();
+      return json_value_as<int32_t>(p[1], key, where);
     };
     spec->prefix_ids.push_back(pair_id("cls"));
     spec->suffix_ids.push_back(pair_id("sep"));
@@ -787,6 +798,16 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const Json& j,
                                                                 const std::string& dir,
                                                                 const std::string& label) {
+  try {
+    return load_tokenizer_json(j, dir, label);
+  } catch (const Json::exception& e) {  // a value of an unexpected type somewhere
+    R1_THROW("[tokenizer] {}: malformed tokenizer.json: {}", label, e.what());
+  }
+}
+
+std::unique_ptr<BpeTokenizer> BpeTokenizer::load_tokenizer_json(const Json& j,
+                                                                const std::string& dir,
+                                                                const std::string& label) {
   require_object(j, label);
   BpeSpec spec;
   spec.source = label;
@@ -813,11 +834,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const Json& j,
   const Json& vocab = model.contains("vocab") ? model["vocab"] : Json();
   if (!vocab.is_object()) R1_THROW("{}: field 'vocab' must be an object of token: id", mw);
   spec.vocab.reserve(vocab.size());
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    if (!it.value().is_number_integer())
-      R1_THROW("{}.vocab: the id of '{}' must be an integer", mw, it.key());
-    spec.vocab.emplace_back(it.key(), it.value().get<int32_t>());
-  }
+  for (auto it = vocab.begin(); it != vocab.end(); ++it)
+    spec.vocab.emplace_back(it.key(), json_value_as<int32_t>(it.value(), it.key(), mw + ".vocab"));
   const Json& merges = model.contains("merges") ? model["merges"] : Json();
   if (!merges.is_array()) R1_THROW("{}: field 'merges' must be an array", mw);
   spec.merges.reserve(merges.size());
@@ -861,11 +879,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_vocab_merges(const std::string&
     R1_THROW("[tokenizer] {}: must be an object of token: id, got {}", vocab_path,
              json_type_name(vocab));
   spec.vocab.reserve(vocab.size());
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    if (!it.value().is_number_integer())
-      R1_THROW("[tokenizer] {}: the id of '{}' must be an integer", vocab_path, it.key());
-    spec.vocab.emplace_back(it.key(), it.value().get<int32_t>());
-  }
+  for (auto it = vocab.begin(); it != vocab.end(); ++it)
+    spec.vocab.emplace_back(it.key(), json_value_as<int32_t>(it.value(), it.key(), vocab_path));
   const std::string text = read_file(merges_path);
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {

@@ -119,6 +119,8 @@ class BpeTokenizer final : public Tokenizer {
   struct Impl;
 
  private:
+  static std::unique_ptr<BpeTokenizer> load_tokenizer_json(const Json& j, const std::string& dir,
+                                                           const std::string& label);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -10,11 +10,12 @@
 #include "policy/bpe_tokenizer.h"
 #include "policy/pretokenize.h"
 
-#if __has_include("policy/sp_tokenizer.h")
+// R1KIT_TOKENIZER_BPE_ONLY: byte-level BPE alone (the instrumented fuzz build).
+#if !defined(R1KIT_TOKENIZER_BPE_ONLY) && __has_include("policy/sp_tokenizer.h")
 #include "policy/sp_tokenizer.h"
 #define R1KIT_HAVE_SP_TOKENIZER 1
 #endif
-#if __has_include("policy/llama2c_tokenizer.h")
+#if !defined(R1KIT_TOKENIZER_BPE_ONLY) && __has_include("policy/llama2c_tokenizer.h")
 #include "policy/llama2c_tokenizer.h"
 #define R1KIT_HAVE_LLAMA2C_TOKENIZER 1
 #endif
