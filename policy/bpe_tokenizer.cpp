@@ -774,16 +774,25 @@ std::pair<std::string, std::string> split_merge(std::string_view line, std::stri
 
 }  // namespace
 
+namespace {
+
+// Whether a pre_tokenizer value (possibly a Sequence) has a ByteLevel step.
+bool has_byte_level(const Json& p) {
+  if (!p.is_object()) return false;
+  if (p.value("type", Json()) == "ByteLevel") return true;
+  if (p.contains("pretokenizers") && p["pretokenizers"].is_array())
+    for (const auto& q : p["pretokenizers"])
+      if (has_byte_level(q)) return true;
+  return false;
+}
+
+}  // namespace
+
 bool BpeTokenizer::is_byte_level_bpe(const Json& j) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) return false;
   const Json& model = j["model"];
-  const std::string type = model.value("type", model.contains("merges") ? "BPE" : "");
-  if (type != "BPE") return false;
-  try {
-    return PreTokenizer::from_json(j.value("pre_tokenizer", Json()), "pre_tokenizer").byte_level();
-  } catch (const Error&) {
-    return false;
-  }
+  const Json type = model.value("type", Json(model.contains("merges") ? "BPE" : ""));
+  return type == "BPE" && j.contains("pre_tokenizer") && has_byte_level(j["pre_tokenizer"]);
 }
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::string& path) {

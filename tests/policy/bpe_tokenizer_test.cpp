@@ -588,6 +588,30 @@ TEST(Bpe, ConcurrentEncodesAgree) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+TEST(Bpe, LoadPicksTheImplementationLikeTransformers) {
+  const std::string sp = std::string(R1KIT_SOURCE_DIR) + "/tests/policy/data/stories260K_tok/";
+  // A tokenizer.json that is not byte-level BPE defers to the tokenizer.model beside it.
+  ScratchDir d;
+  { std::ofstream(d.file("tokenizer.json")) << R"({"model": {"type": "Unigram", "vocab": []}})"; }
+  fs::copy_file(sp + "tok512.model", d.file("tokenizer.model"));
+  EXPECT_EQ(Tokenizer::load(d.str())->vocab_size(), 512);
+  EXPECT_EQ(Tokenizer::load(sp + "tok512.model")->vocab_size(), 512);  // SentencePiece
+  EXPECT_EQ(Tokenizer::load(sp + "tok512.bin")->vocab_size(), 512);    // llama2.c
+  ScratchDir l;
+  fs::copy_file(sp + "tok512.bin", l.file("tokenizer.bin"));
+  EXPECT_EQ(Tokenizer::load(l.str())->vocab_size(), 512);
+  // tokenizer.json wins over vocab.json + merges.txt; a tokenizer.json file loads by itself.
+  ScratchDir b;
+  fs::copy_file(fixture("qwen3-mini/tokenizer.json"), b.file("tokenizer.json"));
+  {
+    std::ofstream(b.file("vocab.json")) << "{}";
+    std::ofstream(b.file("merges.txt")) << "";
+  }
+  EXPECT_NE(dynamic_cast<BpeTokenizer*>(Tokenizer::load(b.str()).get()), nullptr);
+  EXPECT_EQ(Tokenizer::load(b.file("tokenizer.json"))->vocab_size(), 3282);
+  EXPECT_TRUE(BpeTokenizer::is_byte_level_bpe(read_json_file(b.file("tokenizer.json"))));
+}
+
 TEST(Bpe, LoadErrorsNameTheFileAndField) {
   const Json base = read_json_file(fixture("qwen3-mini/tokenizer.json"));
   auto load = [](const Json& j) { BpeTokenizer::from_tokenizer_json(j, "", "t.json"); };
