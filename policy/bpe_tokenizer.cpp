@@ -977,7 +977,7 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, const EncodeOpt
   const Impl& m = *impl_;
   const bool post = opts.add_special_tokens && opts.add_bos_eos;
   std::vector<int32_t> ids;
-  ids.reserve(text.size() / 2 + 8);
+  ids.reserve(text.size() / 4 + 8);
   if (post) ids = m.prefix_ids;
   m.segment(
       text, opts.add_special_tokens, [&](std::string_view piece) { m.bpe_cached(piece, &ids); },

@@ -16,6 +16,8 @@ namespace r1kit::policy {
 struct EncodeOptions {
   // Recognise added/special tokens written in the text ("<｜Assistant｜>") and add the BOS the
   // tokenizer config asks for. false: special-token text is tokenised as plain text, no BOS.
+  // (Byte-level BPE, as HF's encode_special_tokens: added tokens that are not special, like
+  // Qwen's <think> or DeepSeek's <｜User｜>, are still recognised.)
   bool add_special_tokens = true;
   // Only with add_special_tokens = true: false recognises special-token text but adds no BOS/EOS,
   // for text that already holds them (a rendered chat template; transformers' apply_chat_template
