@@ -552,6 +552,19 @@ bool is_dense(const re2::RE2& re) {
   return true;
 }
 
+// The bytes a match can start with, from RE2's bounds on every match string (min <= m <= max):
+// [min[0], max[0]], or everything when the pattern can match the empty string or RE2 cannot tell.
+// Sparse patterns (CJK runs) then skip text without such a byte without calling RE2.
+void first_byte_range(const re2::RE2& re, uint8_t* lo, uint8_t* hi) {
+  std::string min, max;
+  *lo = 0;
+  *hi = 0xFF;
+  if (re.Match("", 0, 0, re2::RE2::ANCHOR_START, nullptr, 0)) return;
+  if (!re.PossibleMatchRange(&min, &max, 4) || min.empty() || max.empty()) return;
+  *lo = static_cast<uint8_t>(min[0]);
+  *hi = static_cast<uint8_t>(max[0]);
+}
+
 size_t char_len_at(std::string_view s, size_t i) {
   const LeadInfo li = lead_info(static_cast<uint8_t>(s[i]));
   return li.len > 0 ? std::min<size_t>(li.len, s.size() - i) : 1;
@@ -573,6 +586,7 @@ SplitRegex::SplitRegex(std::string_view onig_pattern) : pattern_(onig_pattern) {
     re2_pattern_ = "(?m)" + onig_to_re2(pattern_);
     main_ = compile_re2(re2_pattern_, pattern_);
     dense_ = is_dense(*main_);
+    first_byte_range(*main_, &first_lo_, &first_hi_);
     return;
   }
   if (pattern_.find("(?i)") != std::string::npos || pattern_.find("(?-i)") != std::string::npos)
@@ -588,6 +602,7 @@ SplitRegex::SplitRegex(std::string_view onig_pattern) : pattern_(onig_pattern) {
   re2_pattern_ = join_alternatives(translated, 0, translated.size());
   main_ = compile_re2(re2_pattern_, pattern_);
   dense_ = is_dense(*main_);
+  first_byte_range(*main_, &first_lo_, &first_hi_);
   if (lookahead_at > 0)
     before_ = compile_re2(join_alternatives(translated, 0, lookahead_at), pattern_);
   if (lookahead_at + 1 < translated.size())
@@ -603,6 +618,11 @@ bool SplitRegex::find(std::string_view text, size_t pos, size_t* begin, size_t* 
   const re2::StringPiece input(text.data(), text.size());
   re2::StringPiece m;
   while (pos <= text.size()) {
+    if (first_lo_ > 0 || first_hi_ < 0xFF) {
+      const auto* p = reinterpret_cast<const uint8_t*>(text.data());
+      while (pos < text.size() && (p[pos] < first_lo_ || p[pos] > first_hi_)) ++pos;
+      if (pos >= text.size()) return false;  // (an empty match is impossible here)
+    }
     // A dense pattern's next match almost always starts where the previous one ended: an
     // anchored search needs no reverse DFA pass to find the start, and the leftmost-first match
     // at `pos`, when there is one, is the unanchored search's answer too.
@@ -918,7 +938,8 @@ constexpr std::string_view kDeepseekV3Main =
 // DeepSeek LLM and DeepSeek Coder (first generation), as llama.cpp lists them from their
 // tokenizer.json files.
 constexpr std::string_view kDeepseekLlmLetters =
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-"
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-"
+    "ᏽᲐ-"
     "ᲺᲽ-"
     "Ჿᴀ-"
     "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-"

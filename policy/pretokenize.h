@@ -98,6 +98,7 @@ class SplitRegex {
   std::unique_ptr<re2::RE2> after_;
   bool lookahead_ = false;
   bool dense_ = false;  // matches start almost everywhere: try an anchored search first
+  uint8_t first_lo_ = 0, first_hi_ = 0xFF;  // every match starts with a byte in this range
 };
 
 // --- Normalizers ---------------------------------------------------------------------------------
