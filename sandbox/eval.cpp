@@ -136,6 +136,25 @@ FunctionTest mbpp_function_test(const Json& row, const std::string& solution,
   if (row.contains("test_setup_code") && row["test_setup_code"].is_string())
     t.setup_code += row["test_setup_code"].get<std::string>() + "\n";
   t.program = solution;
+  // The entry point: the first function of the reference code that the tests call. It is
+  // proxied even when it shadows a builtin (MBPP 126 defines sum); other solution functions
+  // never shadow builtins the tests use.
+  if (row.contains("code") && row["code"].is_string()) {
+    std::string code = row["code"].get<std::string>();
+    size_t pos = 0;
+    while ((pos = code.find("def ", pos)) != std::string::npos) {
+      bool line_start = pos == 0 || code[pos - 1] == '\n';
+      size_t b = pos + 4, e = b;
+      while (e < code.size() && (isalnum(uint8_t(code[e])) || code[e] == '_')) ++e;
+      std::string name = code.substr(b, e - b);
+      pos = e;
+      if (!line_start || name.empty()) continue;
+      if (t.test_code.find(name + "(") != std::string::npos) {
+        t.entry_point = name;
+        break;
+      }
+    }
+  }
   return t;
 }
 

@@ -113,8 +113,34 @@ ITER_TYPES = (type(iter([])), type(iter(())), type(iter('')), type(iter(range(0)
               type({}.keys()), type({}.values()), type({}.items()))
 
 
+import collections
+DICT_TYPES = (collections.Counter, collections.OrderedDict, collections.defaultdict)
+
+
 class Unsafe(TypeError):
     pass
+
+
+class Opaque:
+    __slots__ = ('type_name', 'truthy', 'text')
+
+    def __init__(self, type_name, truthy, text):
+        self.type_name, self.truthy, self.text = type_name, truthy, text
+
+    def __bool__(self):
+        return self.truthy
+
+    def __repr__(self):
+        return '<%s from the solution: %s>' % (self.type_name, self.text)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+    def __hash__(self):
+        return id(self)
 
 
 def enc(v, depth=0):
@@ -149,8 +175,16 @@ def enc(v, depth=0):
                 raise Unsafe('iterator longer than %d items' % MAX_ITEMS)
             out.append(enc(x, d))
         return {'it': out}
-    raise Unsafe('a value of type %s cannot be passed between the solution and the tests '
-                 '(only exact built-in types can)' % t.__name__)
+    if t in DICT_TYPES:
+        return {'d': [[enc(k, d), enc(x, d)] for k, x in v.items()]}
+    # Anything else reaches the tests as an opaque stand-in: its truth value and its repr, equal
+    # only to itself. The solution's __eq__, __hash__ or __lt__ never run in the harness.
+    try:
+        truthy = bool(v)
+        text = repr(v)[:200]
+    except Exception as e:
+        raise Unsafe('a value of type %s could not be inspected: %s' % (t.__name__, describe(e)))
+    return {'o': [str(t.__name__), truthy, str(text)]}
 
 
 def dec(x, depth=0):
@@ -183,6 +217,8 @@ def dec(x, depth=0):
         return range(int(v[0]), int(v[1]), int(v[2]))
     if k == 'it':
         return iter([dec(y, d) for y in v])
+    if k == 'o':
+        return Opaque(str(v[0]), v[1] is True, str(v[2]))
     raise ValueError('malformed value')
 
 
@@ -212,8 +248,10 @@ def solution_main(rfd, wfd):
     except BaseException as e:  # SystemExit too: exiting before the tests is a failure
         send(wr, {'load_error': describe(e)})
         os._exit(0)
-    send(wr, {'ready': [k for k, v in list(ns.items())
-                        if type(k) is str and not k.startswith('__') and callable(v)]})
+    items = [(k, v) for k, v in list(ns.items()) if type(k) is str and not k.startswith('__')]
+    send(wr, {'ready': [k for k, v in items if callable(v) and type(v) is not type(os)],
+              'modules': {k: str(getattr(v, '__name__', '')) for k, v in items
+                          if type(v) is type(os)}})
     while True:
         line = rd.readline()
         if not line:
@@ -327,6 +365,18 @@ def main():
         if type(name) is str and name.isidentifier() and name not in ns \
                 and not hasattr(builtins, name):
             ns[name] = Proxy(name)
+    # Modules the solution imported, which tests sometimes use without importing them: imported
+    # here afresh, from the system paths only (python -I), never the solution's module objects.
+    mods = ready.get('modules')
+    if type(mods) is dict:
+        import importlib
+        for name, modname in mods.items():
+            if type(name) is str and type(modname) is str and name.isidentifier() \
+                    and name not in ns and not hasattr(builtins, name):
+                try:
+                    ns[name] = importlib.import_module(modname)
+                except BaseException:
+                    pass
     ep = ctrl.get('entry_point') or ''
     if ep:
         ns[ep] = Proxy(ep)

@@ -176,6 +176,11 @@ struct MountStep {
   unsigned long remount_flags = 0;
 };
 
+struct InitReport {
+  int status;
+  long max_rss_kb;
+};
+
 struct ChildFile {
   const char* path;  // absolute inside the sandbox
   const char* data;
@@ -407,10 +412,12 @@ int init_main(void* arg) {
   close(p.sync_r);
   int err = p.err_w;
   if (p.set_ids) {
-    if (p.drop_groups && setgroups(0, nullptr) != 0)
+    // Raw system calls: glibc's set*id wrappers broadcast the change to every thread the copied
+    // memory says exists, under a lock another parent thread may have held at clone time.
+    if (p.drop_groups && syscall(SYS_setgroups, 0, nullptr) != 0)
       child_fail(err, "setgroups", errno, kInitSetupFailed);
-    if (setresgid(0, 0, 0) != 0) child_fail(err, "setresgid", errno, kInitSetupFailed);
-    if (setresuid(0, 0, 0) != 0) child_fail(err, "setresuid", errno, kInitSetupFailed);
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) child_fail(err, "setresgid", errno, kInitSetupFailed);
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) child_fail(err, "setresuid", errno, kInitSetupFailed);
   }
   setsid();
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);  // orphans come to us even without a PID namespace
@@ -425,20 +432,24 @@ int init_main(void* arg) {
   if (pid < 0) child_fail(err, "fork", errno, kInitSetupFailed);
   int mine[1] = {p.status_w};
   close_all_but(mine, 1);
-  int main_status = -1;
+  // The program's wait status and the largest RSS of anything reaped (init's own RSS is a copy
+  // of the parent's and says nothing about the program).
+  InitReport rep{-1, 0};
   for (;;) {
     int st = 0;
-    long w = syscall(SYS_wait4, -1, &st, __WALL, nullptr);
+    struct rusage ru;
+    long w = syscall(SYS_wait4, -1, &st, __WALL, &ru);
     if (w < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (ru.ru_maxrss > rep.max_rss_kb) rep.max_rss_kb = ru.ru_maxrss;
     if (w == pid) {
-      main_status = st;
+      rep.status = st;
       break;
     }
   }
-  write_all_raw(p.status_w, reinterpret_cast<const char*>(&main_status), sizeof(main_status));
+  write_all_raw(p.status_w, reinterpret_cast<const char*>(&rep), sizeof(rep));
   if (!p.mount_ns) kill(0, SIGKILL);  // no PID namespace to end: take our process group down
   _exit(0);
 }
@@ -1009,7 +1020,6 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
   res.wall_ms = ms_since(t0);
   res.cpu_ms = (int64_t(ru.ru_utime.tv_sec) + int64_t(ru.ru_stime.tv_sec)) * 1000 +
                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
-  res.max_rss_kb = ru.ru_maxrss;
 
   // Classify.
   if (!mapped) {
@@ -1026,8 +1036,13 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
     return res;
   }
   int main_status = -1;
-  bool have_status = status_bytes.size() == sizeof(int);
-  if (have_status) memcpy(&main_status, status_bytes.data(), sizeof(int));
+  bool have_status = status_bytes.size() == sizeof(InitReport);
+  if (have_status) {
+    InitReport ir;
+    memcpy(&ir, status_bytes.data(), sizeof(ir));
+    main_status = ir.status;
+    res.max_rss_kb = ir.max_rss_kb;
+  }
   if (have_status && WIFEXITED(main_status)) res.exit_code = WEXITSTATUS(main_status);
   if (have_status && WIFSIGNALED(main_status)) res.signal = WTERMSIG(main_status);
   const int64_t cpu_limit_ms = int64_t(lim.cpu_s * 1000);
