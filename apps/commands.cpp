@@ -9,6 +9,7 @@ void register_all(CLI::App& app) {
   register_init(app);
   register_inspect(app);
   register_logprobs(app);
+  register_sandbox(app);
   register_tokenize(app);
 }
 }  // namespace r1kit::apps
