@@ -10,8 +10,10 @@
 // The side-by-side figure: write the corpus and time HF tokenizers on it,
 //   tokenizer_bench --write-corpus /tmp/corpus.jsonl
 //   python3 tests/golden/make_tokenizer_vectors.py --bench /tmp/corpus.jsonl
+// --write-ids PREFIX writes the ids of every document to PREFIX.<tokenizer>.jsonl, which the
+// script's --bench --ids PREFIX compares with HF's, document by document.
 // Usage: tokenizer_bench [--mb N (default 4)] [--reps N (default 3)] [--model DIR (instead of the
-//        two shared tokenizers)] [--write-corpus FILE] [--shared DIR]
+//        two shared tokenizers)] [--write-corpus FILE] [--write-ids PREFIX] [--shared DIR]
 #include <fmt/format.h>
 
 #include <unistd.h>
@@ -88,7 +90,7 @@ std::string gunzip_to_dir(const std::string& gz, const fs::path& dir) {
 }
 
 void run(const std::string& name, const std::string& dir, const std::vector<std::string>& docs,
-         int reps) {
+         int reps, const std::string& write_ids) {
   using namespace r1kit::policy;
   auto t0 = std::chrono::steady_clock::now();
   auto tok = Tokenizer::load(dir);
@@ -111,6 +113,10 @@ void run(const std::string& name, const std::string& dir, const std::vector<std:
     const double s = seconds_since(t0);
     if (r == 0) first = s;
     best = std::min(best, s);
+  }
+  if (!write_ids.empty()) {
+    std::vector<Json> rows(ids.begin(), ids.end());
+    r1kit::write_jsonl_file_atomic(write_ids + "." + name + ".jsonl", rows);
   }
   bool roundtrip = true;
   t0 = std::chrono::steady_clock::now();
@@ -139,7 +145,7 @@ void run(const std::string& name, const std::string& dir, const std::vector<std:
 int main(int argc, char** argv) {
   // The repository is two levels above this file (CMake compiles it by absolute path).
   std::string shared = (fs::path(__FILE__).parent_path().parent_path() / ".." / "shared").string();
-  std::string model, write_corpus;
+  std::string model, write_corpus, write_ids;
   double mb = 4;
   int reps = 3;
   for (int i = 1; i < argc; ++i) {
@@ -159,12 +165,14 @@ int main(int argc, char** argv) {
       model = value();
     } else if (a == "--write-corpus") {
       write_corpus = value();
+    } else if (a == "--write-ids") {
+      write_ids = value();
     } else if (a == "--shared") {
       shared = value();
     } else {
       std::fprintf(stderr,
                    "usage: tokenizer_bench [--mb N] [--reps N] [--model DIR] [--write-corpus "
-                   "FILE] [--shared DIR]\n");
+                   "FILE] [--write-ids PREFIX] [--shared DIR]\n");
       return 2;
     }
   }
@@ -182,7 +190,7 @@ int main(int argc, char** argv) {
                    write_corpus.c_str());
     }
     if (!model.empty()) {
-      run(fs::path(model).filename().string(), model, docs, reps);
+      run(fs::path(model).filename().string(), model, docs, reps, write_ids);
       return 0;
     }
     const fs::path tmp = fs::temp_directory_path() / fmt::format("r1kit_tokbench_{}", getpid());
@@ -196,7 +204,7 @@ int main(int argc, char** argv) {
             name, gz.c_str());
         continue;
       }
-      run(name, gunzip_to_dir(gz, tmp / name), docs, reps);
+      run(name, gunzip_to_dir(gz, tmp / name), docs, reps, write_ids);
     }
     fs::remove_all(tmp);
   } catch (const r1kit::Error& e) {

@@ -23,10 +23,11 @@ Writes under tests/policy/data/tokenizers/:
       deepseek-v3, deepseek-llm, deepseek-coder), byte-level pieces mapped back to text.
 
 Usage: python3 tests/golden/make_tokenizer_vectors.py [--shared DIR]
-       python3 tests/golden/make_tokenizer_vectors.py --bench CORPUS.jsonl [--shared DIR]
+       python3 tests/golden/make_tokenizer_vectors.py --bench CORPUS.jsonl [--ids PREFIX]
 The second form times HF `tokenizers` (one thread) on the corpus that
 `build/bench/tokenizer_bench --write-corpus CORPUS.jsonl` writes, one JSON line per tokenizer, for
-the side-by-side figure in docs/PERF.md. Needs `pip install tokenizers` (0.2x).
+the side-by-side figure in docs/PERF.md; with --ids PREFIX (tokenizer_bench --write-ids PREFIX)
+it also checks that r1kit's ids equal HF's for every document. Needs `pip install tokenizers`.
 """
 
 import argparse
@@ -418,7 +419,7 @@ def make_vectors(shared):
                {"tokenizers_version": tokenizers.__version__, "cases": rows})
 
 
-def bench(shared, corpus):
+def bench(shared, corpus, ids_prefix=None):
     import tokenizers
     from tokenizers import Tokenizer
 
@@ -428,6 +429,13 @@ def bench(shared, corpus):
     for name in TOKENIZERS:
         tok = Tokenizer.from_str(json.dumps(load_tokenizer_json(shared, name)))
         tok.encode(docs[0], add_special_tokens=False)  # warm up
+        if ids_prefix:  # r1kit's ids of the same documents (tokenizer_bench --write-ids)
+            with open(f"{ids_prefix}.{name}.jsonl", encoding="utf-8") as f:
+                ours = [json.loads(line) for line in f]
+            hf = [e.ids for e in tok.encode_batch(docs, add_special_tokens=False)]
+            same = sum(a == b for a, b in zip(ours, hf))
+            print(json.dumps({"check": "ids_equal", "tokenizer": name, "docs": len(docs),
+                              "equal": same, "all_equal": same == len(docs) == len(ours)}))
 
         def per_doc():
             return sum(len(tok.encode(d, add_special_tokens=False).ids) for d in docs)
@@ -458,9 +466,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
     ap.add_argument("--bench", metavar="CORPUS", help="time HF tokenizers on this corpus")
+    ap.add_argument("--ids", metavar="PREFIX",
+                    help="with --bench: compare with r1kit's ids (tokenizer_bench --write-ids)")
     a = ap.parse_args()
     if a.bench:
-        bench(a.shared, a.bench)
+        bench(a.shared, a.bench, a.ids)
     else:
         make_vectors(a.shared)
 
