@@ -88,7 +88,8 @@ class Context {
   CpuAllocator host_alloc_;
   Allocator* alloc_ = nullptr;
   uint64_t seed_ = 0;
-  DeviceErrorRecord* dev_err_host_ = nullptr;    // pinned host mirror (CUDA contexts)
+  [[maybe_unused]] DeviceErrorRecord* dev_err_host_ =
+      nullptr;                                   // pinned host mirror (CUDA contexts)
   DeviceErrorRecord* dev_err_device_ = nullptr;  // the record kernels write, in device memory
   struct BackendState {
     void* ptr = nullptr;
