@@ -239,10 +239,11 @@ def solution_main(rfd, wfd):
     # the other process.
     rd = os.fdopen(rfd, 'r', encoding='utf-8')
     wr = os.fdopen(wfd, 'w', encoding='utf-8')
-    sys.path.insert(0, '/sandbox')
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
     ns = {'__name__': 'solution', '__builtins__': builtins}
     try:
-        with open('/sandbox/solution.py', encoding='utf-8') as f:
+        with open(os.path.join(here, 'solution.py'), encoding='utf-8') as f:
             src = f.read()
         exec(compile(src, 'solution.py', 'exec'), ns)
     except BaseException as e:  # SystemExit too: exiting before the tests is a failure
