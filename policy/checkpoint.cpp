@@ -546,6 +546,7 @@ const std::vector<std::string>& tokenizer_file_names() {
                                                  "vocab.json",
                                                  "merges.txt",
                                                  "tokenizer.model",
+                                                 "tokenizer.bin",
                                                  "added_tokens.json",
                                                  "chat_template.jinja",
                                                  "chat_template.json",

@@ -113,6 +113,7 @@ class Checkpoint {
 
 // Files copied from SaveOptions::tokenizer_dir when present: tokenizer.json,
 // tokenizer_config.json, special_tokens_map.json, vocab.json, merges.txt, tokenizer.model,
+// tokenizer.bin (llama2.c),
 // added_tokens.json, chat_template.jinja, chat_template.json, generation_config.json.
 const std::vector<std::string>& tokenizer_file_names();
 

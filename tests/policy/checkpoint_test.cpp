@@ -539,10 +539,12 @@ TEST(Checkpoint, SaveIsAtomicAndCopiesTokenizerFiles) {
   fs::create_directories(dir.file("tok"));
   write_file_atomic(dir.file("tok/tokenizer.json"), "{\"model\": {}}");
   write_file_atomic(dir.file("tok/merges.txt"), "#version: 0.2\na b\n");
+  write_file_atomic(dir.file("tok/tokenizer.bin"), "llama2.c");
   InitOptions o = init_opts(1, DType::bf16);
   o.tokenizer_dir = dir.file("tok");
   const Json s = init_checkpoint(dir.file("m"), c, o);
-  EXPECT_EQ(s["tokenizer_files"], Json({"tokenizer.json", "merges.txt"}));
+  EXPECT_EQ(s["tokenizer_files"], Json({"tokenizer.json", "merges.txt", "tokenizer.bin"}));
+  EXPECT_EQ(read_file(dir.file("m/tokenizer.bin")), "llama2.c");
   EXPECT_EQ(read_file(dir.file("m/merges.txt")), "#version: 0.2\na b\n");
   const std::string before = read_file(dir.file("m/model.safetensors"));
 
