@@ -37,6 +37,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/seccomp_filter.h"
 
 #ifndef CLONE_PIDFD
@@ -147,6 +148,7 @@ Json result_to_json(const RunResult& r) {
   j["wall_ms"] = r.wall_ms;
   j["cpu_ms"] = r.cpu_ms;
   j["max_rss_kb"] = r.max_rss_kb;
+  if (!r.memory_mechanism.empty()) j["memory_mechanism"] = r.memory_mechanism;
   if (!r.message.empty()) j["message"] = utf8_or_replaced(r.message, &valid);
   return j;
 }
@@ -550,6 +552,7 @@ struct Sandbox::Impl {
   bool set_ids = false, drop_groups = false;
   uint32_t host_uid = 0, host_gid = 0;
   bool mount_ns = false, uts_ns = false, seccomp = false, user_ns = false;
+  cgroup::Support cg;
 
   RunResult run(const RunSpec& spec) const;
 };
@@ -711,12 +714,46 @@ Sandbox::Sandbox(SandboxOptions opts) : opts_(std::move(opts)), impl_(new Impl) 
     for (const auto& s : im.steps)
       im.child_mounts.push_back({s.kind, s.src.c_str(), s.dst.c_str(), s.remount_flags});
 
+    // cgroup v2 where usable, else RLIMIT_AS.
+    if (opts_.use_cgroup) {
+      std::string parent = opts_.cgroup_parent;
+      if (const char* env = getenv("R1KIT_SANDBOX_CGROUP"); parent.empty() && env) parent = env;
+      im.cg = cgroup::detect(parent);
+    } else {
+      im.cg.reason = "turned off (SandboxOptions::use_cgroup = false)";
+    }
+
     // The probe run: the whole machinery once, end to end.
     const char* true_bin = access("/usr/bin/true", X_OK) == 0 ? "/usr/bin/true" : "/bin/true";
     RunSpec probe;
     probe.argv = {true_bin};
     probe.limits.wall_s = 10;
-    RunResult r = im.run(probe);
+    auto probe_run = [&] {
+      try {
+        return im.run(probe);
+      } catch (const std::exception& e) {
+        RunResult f;
+        f.message = e.what();
+        return f;
+      }
+    };
+    RunResult r = probe_run();
+    if (r.status != Status::ok && im.cg.usable) {
+      // The cgroup path failed end to end: fall back to RLIMIT_AS, saying so.
+      im.cg.usable = false;
+      im.cg.reason = "the probe run in a cgroup under " + im.cg.base + " failed: " + r.message;
+      logger()->warn("[sandbox] not using cgroup v2 ({}); memory is limited by RLIMIT_AS",
+                     im.cg.reason);
+      r = probe_run();
+    }
+    isolation_.cgroup = im.cg.usable;
+    isolation_.cgroup_dir = im.cg.usable ? im.cg.base : "";
+    isolation_.cgroup_reason = im.cg.usable ? "" : im.cg.reason;
+    if (im.cg.usable)
+      logger()->debug("[sandbox] memory and processes limited by cgroup v2 under {}", im.cg.base);
+    else
+      logger()->debug("[sandbox] cgroup v2 not used ({}); memory limited by RLIMIT_AS",
+                      im.cg.reason);
     if (r.status != Status::ok) {
       R1_THROW(
           "[sandbox] the isolated probe run of {} failed ({}): {}{}\nThe sandbox cannot run "
@@ -800,12 +837,21 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
   std::vector<const char*> dirs;
   for (auto& d : dirs_s) dirs.push_back(d.c_str());
 
+  // Memory: the run's own cgroup v2 (memory.max for the whole tree) where usable, else the
+  // per-process address-space rlimit. A creation failure is an internal_error (never a silent
+  // run without the limit).
+  std::unique_ptr<cgroup::RunCgroup> cg_run;
+  if (cg.usable)
+    cg_run = std::make_unique<cgroup::RunCgroup>(cg, lim.memory_bytes, lim.max_processes);
+  res.memory_mechanism = cg_run ? "cgroup_v2" : "rlimit_as";
+  const rlim_t as_limit = cg_run ? RLIM_INFINITY : rlim_t(lim.memory_bytes);
+
   auto ceil_s = [](double s) { return static_cast<rlim_t>(s < 1 ? 1 : s + 0.999); };
   std::vector<int> rres = {RLIMIT_CPU,   RLIMIT_AS,   RLIMIT_NPROC,   RLIMIT_NOFILE,
                            RLIMIT_FSIZE, RLIMIT_CORE, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE};
   rlim_t cpu = ceil_s(lim.cpu_s);
   std::vector<struct rlimit> rl = {{cpu, cpu + 1},
-                                   {rlim_t(lim.memory_bytes), rlim_t(lim.memory_bytes)},
+                                   {as_limit, as_limit},
                                    {rlim_t(lim.max_processes), rlim_t(lim.max_processes)},
                                    {rlim_t(lim.max_open_files), rlim_t(lim.max_open_files)},
                                    {rlim_t(lim.disk_bytes), rlim_t(lim.disk_bytes)},
@@ -896,7 +942,12 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
              (drop_groups || write_proc_file(proc + "/setgroups", "deny", &why)) &&
              write_proc_file(proc + "/gid_map", "0 " + std::to_string(host_gid) + " 1\n", &why);
   }
-  if (mapped) {
+  // Into the run's cgroup before init forks the program, so everything the program starts is
+  // born there.
+  bool placed = true;
+  std::string place_why;
+  if (mapped && cg_run) placed = cg_run->place(pid, &place_why);
+  if (mapped && placed) {
     char c = 1;
     if (write(sync_w.fd, &c, 1) != 1) mapped = false;
   }
@@ -927,8 +978,8 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
                        {&ctl_w, spec.control_input ? &*spec.control_input : nullptr, 0}};
   if (!sources[1].data) ctl_w.reset();
 
-  bool timed_out = false, output_killed = false, killed_by_us = !mapped, exited = false;
-  if (!mapped) kill(pid, SIGKILL);
+  bool timed_out = false, output_killed = false, killed_by_us = !mapped || !placed, exited = false;
+  if (killed_by_us) kill(pid, SIGKILL);
   auto deadline = t0 + std::chrono::microseconds(int64_t(lim.wall_s * 1e6));
   auto drain_deadline = clock::time_point::max();
   std::vector<char> buf(64 * 1024);
@@ -1020,11 +1071,24 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
   res.wall_ms = ms_since(t0);
   res.cpu_ms = (int64_t(ru.ru_utime.tv_sec) + int64_t(ru.ru_stime.tv_sec)) * 1000 +
                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+  cgroup::MemoryEvents mem_events;
+  std::optional<uint64_t> peak;
+  if (cg_run) {
+    cg_run->kill_all();
+    mem_events = cg_run->events();
+    peak = cg_run->peak_bytes();
+    cg_run->remove();
+  }
 
   // Classify.
   if (!mapped) {
     res.status = Status::internal_error;
     res.message = "writing the user namespace id maps failed: " + why;
+    return res;
+  }
+  if (!placed) {
+    res.status = Status::internal_error;
+    res.message = "moving the sandbox into its cgroup failed: " + place_why;
     return res;
   }
   if (!err_text.empty()) {
@@ -1043,13 +1107,24 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
     main_status = ir.status;
     res.max_rss_kb = ir.max_rss_kb;
   }
+  if (peak) res.max_rss_kb = int64_t(*peak / 1024);
   if (have_status && WIFEXITED(main_status)) res.exit_code = WEXITSTATUS(main_status);
   if (have_status && WIFSIGNALED(main_status)) res.signal = WTERMSIG(main_status);
   const int64_t cpu_limit_ms = int64_t(lim.cpu_s * 1000);
+  // Only in the RLIMIT_AS fallback: the program's own words (which it could fake) are all we
+  // have. With cgroup v2 the kernel's OOM-kill count decides.
   bool memory_words =
+      !cg_run &&
       contains_any(res.stderr_data, {"MemoryError", "std::bad_alloc", "Cannot allocate memory",
                                      "out of memory", "memory exhausted"});
-  if (timed_out) {
+  const bool oom_killed = cg_run && mem_events.oom_kill > 0;
+  if (oom_killed) {
+    res.status = Status::memory_limit;
+    res.message = "memory limit of " + std::to_string(lim.memory_bytes >> 20) +
+                  " MiB reached (cgroup v2 memory.max: " + std::to_string(mem_events.oom_kill) +
+                  " OOM kill" + (mem_events.oom_kill == 1 ? "" : "s") + ")";
+    if (!have_status && WIFSIGNALED(st)) res.signal = WTERMSIG(st);
+  } else if (timed_out) {
     res.status = Status::timeout;
     res.message = "wall-clock limit of " + fmt::format("{:g}", lim.wall_s) + " s reached";
   } else if (output_killed) {
@@ -1069,7 +1144,8 @@ RunResult Sandbox::Impl::run(const RunSpec& spec) const {
               res.signal == SIGKILL) &&
              memory_words) {
     res.status = Status::memory_limit;
-    res.message = "memory limit of " + std::to_string(lim.memory_bytes >> 20) + " MiB reached";
+    res.message = "memory limit of " + std::to_string(lim.memory_bytes >> 20) +
+                  " MiB reached (RLIMIT_AS; judged from the program's error output)";
   } else if (res.stdout_truncated || res.stderr_truncated) {
     res.status = Status::output_limit;
     res.message =

@@ -20,7 +20,10 @@ namespace r1kit::sandbox {
 //   runtime_error  exited with a non-zero status, or died of a fault signal (SIGSEGV, SIGABRT,
 //                  SIGFPE, SIGBUS, SIGILL, SIGSYS, SIGXFSZ: the file-size limit)
 //   timeout        the wall-clock or CPU-time limit was reached
-//   memory_limit   an allocation failed at the memory limit (MemoryError, std::bad_alloc, ...)
+//   memory_limit   the memory limit was reached: with cgroup v2, memory.events counted an OOM kill
+//                  in the run's cgroup; in the RLIMIT_AS fallback, the program failed with
+//                  MemoryError / std::bad_alloc / ENOMEM in its stderr (a heuristic the program
+//                  can imitate)
 //   output_limit   stdout or stderr went past the capture limit (the run is then stopped)
 //   compile_error  the compile step failed (C++)
 //   killed         died of SIGKILL/SIGTERM or another non-fault signal not caused by a limit
@@ -45,8 +48,8 @@ const std::vector<Status>& all_statuses();
 struct Limits {
   double wall_s = 10.0;
   double cpu_s = 10.0;  // per process (RLIMIT_CPU); the wall limit bounds the whole tree
-  uint64_t memory_bytes = 1ull << 30;
-  int max_processes = 64;  // RLIMIT_NPROC, counted inside the run's own user namespace
+  uint64_t memory_bytes = 1ull << 30;  // cgroup v2 memory.max for the tree, else RLIMIT_AS
+  int max_processes = 64;  // RLIMIT_NPROC in the run's user namespace (+ pids.max with cgroup v2)
   int max_open_files = 64;
   uint64_t disk_bytes = 16ull << 20;   // RLIMIT_FSIZE and the size of the work-dir tmpfs
   uint64_t output_bytes = 1ull << 20;  // captured per stream; the rest is discarded
@@ -87,16 +90,20 @@ struct RunResult {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   int64_t wall_ms = 0;
-  int64_t cpu_ms = 0;  // user + system of the whole tree that was waited for
-  int64_t max_rss_kb = 0;
+  int64_t cpu_ms = 0;      // user + system of the whole tree that was waited for
+  int64_t max_rss_kb = 0;  // cgroup v2: the run cgroup's memory.peak; else the largest process
+  // How memory was limited: "cgroup_v2" (memory.max on the run's own cgroup) or "rlimit_as"
+  // (per-process address space). Empty when the run never started.
+  std::string memory_mechanism;
   std::string message;  // why, for every status but ok and runtime_error; empty otherwise
   std::string report;   // fd 4 (capture_report)
   bool report_truncated = false;
 };
 
 // The JSON the command line prints: status, exit_code, signal, stdout, stderr, stdout_truncated,
-// stderr_truncated, wall_ms, cpu_ms, max_rss_kb (+ message when set). Output that is not UTF-8 is
-// given with U+FFFD replacements plus the exact bytes in stdout_base64 / stderr_base64.
+// stderr_truncated, wall_ms, cpu_ms, max_rss_kb (+ memory_mechanism and message when set). Output
+// that is not UTF-8 is given with U+FFFD replacements plus the exact bytes in stdout_base64 /
+// stderr_base64.
 Json result_to_json(const RunResult& r);
 std::string base64_encode(std::string_view bytes);
 
@@ -109,6 +116,10 @@ struct IsolationReport {
   }
   std::vector<std::string> missing() const;  // e.g. {"user namespace", "seccomp"}
   std::vector<std::string> reasons;          // what the kernel said for each missing feature
+  // cgroup v2 (not part of complete(): without it memory is limited by RLIMIT_AS instead).
+  bool cgroup = false;
+  std::string cgroup_dir;     // where run cgroups are created, when cgroup
+  std::string cgroup_reason;  // why cgroup v2 is not used, when !cgroup
 };
 
 struct SandboxOptions {
@@ -126,6 +137,14 @@ struct SandboxOptions {
   // For tests of the refusal path: features treated as refused by the kernel ("user", "pid",
   // "net", "mount", "ipc", "uts", "seccomp").
   std::vector<std::string> simulate_unavailable;
+  // Limit memory and processes with a cgroup v2 child per run where a writable cgroup v2
+  // hierarchy with the memory and pids controllers exists (else RLIMIT_AS). false forces the
+  // RLIMIT_AS fallback.
+  bool use_cgroup = true;
+  // The cgroup v2 directory run cgroups are created in; empty: the process's own cgroup (from
+  // /proc/self/cgroup), or $R1KIT_SANDBOX_CGROUP when set. Give a delegated, empty cgroup when
+  // r1kit's own cgroup holds processes (cgroup v2 refuses controllers for children there).
+  std::string cgroup_parent;
 };
 
 // The work directory inside the sandbox, HOME, and the only writable place.
