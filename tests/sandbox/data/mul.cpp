@@ -1,2 +1,6 @@
 #include <iostream>
-int main() { long a, b; std::cin >> a >> b; std::cout << a * b << "\n"; }
+int main() {
+  long a, b;
+  std::cin >> a >> b;
+  std::cout << a * b << "\n";
+}
