@@ -12,13 +12,12 @@
 // convert_views (strided, any float dtypes) is also used by the f32 stand-ins of the other kernels
 // of this group (rmsnorm.cu, rope.cu, swiglu.cu) for mixed-dtype calls.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 #include "kernels/elementwise.h"
 
 #include <cstring>
 
 namespace r1kit::kernels::cuda {
-
-void convert_views(const TensorView& dst, const TensorView& src, Context& ctx);
 
 namespace {
 
@@ -132,37 +131,6 @@ __device__ __forceinline__ D convert_value(S v) {
 }
 
 // ---- raw vectors -------------------------------------------------------------------------------
-
-// V elements of T; loaded and stored with 16-byte accesses when V·sizeof(T) is a multiple of 16
-// (the pointer must then be 16-byte aligned), else element by element.
-template <class T, int V>
-struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : alignof(T)) Vec {
-  T v[V];
-};
-template <class T, int V>
-__device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
-  Vec<T, V> r;
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(&r)[c] = reinterpret_cast<const uint4*>(p)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) r.v[k] = p[k];
-  }
-  return r;
-}
-template <class T, int V>
-__device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(p)[c] = reinterpret_cast<const uint4*>(&r)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) p[k] = r.v[k];
-  }
-}
 
 // ---- the arithmetic ops ------------------------------------------------------------------------
 

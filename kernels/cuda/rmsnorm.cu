@@ -19,6 +19,7 @@
 // in acc_t<T>); any other mix (allowed by the front-end, never with f64) runs on f32 stand-ins, as
 // the CPU reference does.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 #include "kernels/rmsnorm.h"
 
 #include <algorithm>
@@ -26,42 +27,9 @@
 
 namespace r1kit::kernels::cuda {
 
-// elementwise.cu: dst = src for views of one shape and any strides, rounding like cast.
-void convert_views(const TensorView& dst, const TensorView& src, Context& ctx);
-
 namespace {
 
 // ---- helpers -----------------------------------------------------------------------------------
-
-// V elements of T; 16-byte loads/stores when V·sizeof(T) is a multiple of 16 (pointer aligned).
-template <class T, int V>
-struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : alignof(T)) Vec {
-  T v[V];
-};
-template <class T, int V>
-__device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
-  Vec<T, V> r;
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(&r)[c] = reinterpret_cast<const uint4*>(p)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) r.v[k] = p[k];
-  }
-  return r;
-}
-template <class T, int V>
-__device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(p)[c] = reinterpret_cast<const uint4*>(&r)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) p[k] = r.v[k];
-  }
-}
 
 template <class A, class T>
 __device__ __forceinline__ A as(T v) {

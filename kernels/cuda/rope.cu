@@ -11,51 +11,16 @@
 // Dtypes: x and y of one dtype run the typed kernels (cos/sin f32, or f64 with f64 data), computed
 // in acc_t; a bf16/f32 mix of x and y runs on f32 stand-ins, as the CPU reference does.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 #include "kernels/rope.h"
 
 #include <vector>
 
 namespace r1kit::kernels::cuda {
 
-// elementwise.cu: dst = src for views of one shape and any strides, rounding like cast.
-void convert_views(const TensorView& dst, const TensorView& src, Context& ctx);
-
 namespace {
 
 constexpr int kThreads = 256;
-
-// V elements of T, moved with 16-byte accesses when kWide (V·sizeof(T) a multiple of 16 and the
-// pointer aligned), else element by element.
-template <class T, int V>
-struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : (V * sizeof(T) == 8 ? 8 : alignof(T))) Vec {
-  T v[V];
-};
-template <class T, int V, bool kWide>
-__device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
-  Vec<T, V> r;
-  if constexpr (kWide) {
-    static_assert((V * sizeof(T)) % 16 == 0);
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(&r)[c] = reinterpret_cast<const uint4*>(p)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) r.v[k] = p[k];
-  }
-  return r;
-}
-template <class T, int V, bool kWide>
-__device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
-  if constexpr (kWide) {
-    static_assert((V * sizeof(T)) % 16 == 0);
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(p)[c] = reinterpret_cast<const uint4*>(&r)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) p[k] = r.v[k];
-  }
-}
 
 // N table entries (cos or sin) from a row of the table, through the read-only path: 16- or 8-byte
 // loads when kWide (the launch checks that the tables and their rows are aligned for it).

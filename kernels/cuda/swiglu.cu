@@ -6,47 +6,16 @@
 // error), and 1 − σ(g) is formed without cancellation. Mixed dtypes (never with f64) run on f32
 // stand-ins, as the CPU reference does.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 #include "kernels/swiglu.h"
 
 #include <vector>
 
 namespace r1kit::kernels::cuda {
 
-// elementwise.cu: dst = src for views of one shape and any strides, rounding like cast.
-void convert_views(const TensorView& dst, const TensorView& src, Context& ctx);
-
 namespace {
 
 constexpr int kThreads = 256;
-
-template <class T, int V>
-struct alignas((V * sizeof(T)) % 16 == 0 ? 16 : alignof(T)) Vec {
-  T v[V];
-};
-template <class T, int V>
-__device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
-  Vec<T, V> r;
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(&r)[c] = reinterpret_cast<const uint4*>(p)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) r.v[k] = p[k];
-  }
-  return r;
-}
-template <class T, int V>
-__device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& r) {
-  if constexpr ((V * sizeof(T)) % 16 == 0) {
-#pragma unroll
-    for (int c = 0; c < static_cast<int>(V * sizeof(T) / 16); ++c)
-      reinterpret_cast<uint4*>(p)[c] = reinterpret_cast<const uint4*>(&r)[c];
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) p[k] = r.v[k];
-  }
-}
 
 // e^−g in the accumulator type of T: expf/exp for f32/f64, the fast __expf for bf16/f16.
 template <class T>

@@ -113,6 +113,27 @@ inline void expect_close(const TensorView& got, const TensorView& want, double t
   EXPECT_LT(err, tol) << what << ": normalised error " << err << " >= tolerance " << tol;
 }
 
+// expect_close for outputs that are NaN where the reference is (e.g. a softmax row with no finite
+// entry, which has no distribution): wherever the CPU reference `want` is NaN, `got` must be NaN
+// too (the test stops otherwise), and those elements are then left out of the error; every other
+// element is compared as expect_close does (which fails on any NaN in `got`).
+inline void expect_close_nan_aware(const TensorView& got, const TensorView& want, double tol,
+                                   const std::string& what) {
+  Tensor host = to_host(got);
+  auto a = to_double(host), b = to_double(want);
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (std::isnan(b[i])) {
+      ASSERT_TRUE(std::isnan(a[i]))
+          << what << ": element " << i << " is " << a[i] << " where the reference is NaN";
+      a[i] = b[i] = 0;
+    }
+  }
+  const int64_t len = static_cast<int64_t>(a.size());
+  expect_close(tensor_from(cpu_ctx(), {len}, DType::f64, a, "got"),
+               tensor_from(cpu_ctx(), {len}, DType::f64, b, "want"), tol, what);
+}
+
 // Exact equality of integer (or otherwise bit-exact) outputs.
 inline void expect_equal(const TensorView& got, const TensorView& want, const std::string& what) {
   Tensor host = got.device.is_cpu() ? Tensor() : to_host(got);

@@ -17,6 +17,7 @@ namespace r1kit::kernels {
 namespace {
 using testing::cpu_ctx;
 using testing::expect_close;
+using testing::expect_close_nan_aware;
 using testing::gpu_ctx;
 using testing::poisoned;
 using testing::to_device;
@@ -36,26 +37,6 @@ DType stat_of(DType t) {
 std::string label(const char* op, DType dt, Shape2 s, double tau, const char* how) {
   return std::string(op) + " " + std::string(dtype_name(dt)) + " " + std::to_string(s.n) + "x" +
          std::to_string(s.v) + " tau " + std::to_string(tau) + " " + how;
-}
-
-// expect_close, except that where the CPU reference is NaN (a row without a distribution) the GPU
-// must be NaN too, and those elements are then left out of the error (expect_close alone fails on
-// any NaN).
-void expect_close_nan_rows(const TensorView& got, const TensorView& want, double tol,
-                           const std::string& what) {
-  Tensor host = testing::to_host(got);
-  auto a = testing::to_double(host), b = testing::to_double(want);
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (std::isnan(b[i])) {
-      ASSERT_TRUE(std::isnan(a[i]))
-          << what << ": element " << i << " is " << a[i] << " where the reference is NaN";
-      a[i] = b[i] = 0;
-    }
-  }
-  const int64_t len = static_cast<int64_t>(a.size());
-  expect_close(testing::tensor_from(cpu_ctx(), {len}, DType::f64, a, "got"),
-               testing::tensor_from(cpu_ctx(), {len}, DType::f64, b, "want"), tol, what);
 }
 
 struct Case {
@@ -96,10 +77,10 @@ void check_forward(DType dt, Shape2 s, double tau, bool with_entropy, std::mt199
   logprob_forward(glp, with_entropy ? gent.view() : TensorView{}, glse, xd, td, tau, gpu_ctx());
   const double tol = tolerance(st, s.v, stat_of(dt));
   const char* how = with_entropy ? "with entropy" : "no entropy";
-  expect_close_nan_rows(glp, lp, tol, label("logprob", dt, s, tau, how));
-  expect_close_nan_rows(glse, lse, tol, label("logprob lse", dt, s, tau, how));
+  expect_close_nan_aware(glp, lp, tol, label("logprob", dt, s, tau, how));
+  expect_close_nan_aware(glse, lse, tol, label("logprob lse", dt, s, tau, how));
   if (with_entropy)
-    expect_close_nan_rows(gent, ent, tol, label("logprob entropy", dt, s, tau, how));
+    expect_close_nan_aware(gent, ent, tol, label("logprob entropy", dt, s, tau, how));
 
   // Logits one row into a bigger buffer: the scalar path when rows are not 16-byte multiples.
   auto big = testing::random_tensor(cpu_ctx(), {s.n + 1, s.v}, dt, rng, -4, 4, "logits");
@@ -130,7 +111,7 @@ void check_backward(DType dt, Shape2 s, double tau, bool with_entropy, std::mt19
                    gpu_ctx());
   const double tol = tolerance(dt, s.v, stat_of(dt));
   const char* how = with_entropy ? "with dentropy" : "no dentropy";
-  expect_close_nan_rows(got, want, tol, label("logprob_backward", dt, s, tau, how));
+  expect_close_nan_aware(got, want, tol, label("logprob_backward", dt, s, tau, how));
 
   // Offset logits (scalar path).
   auto big = testing::random_tensor(cpu_ctx(), {s.n + 1, s.v}, dt, rng, -4, 4, "logits");
