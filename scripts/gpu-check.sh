@@ -53,7 +53,7 @@ status=0
 # --- RE2 (and the other tokenizer libraries) from local .deb files when the host lacks them -----
 extra=()
 missing_hdr=0
-for h in re2/re2.h utf8proc.h sentencepiece_processor.h; do
+for h in re2/re2.h utf8proc.h sentencepiece_processor.h seccomp.h zlib.h; do
   [ -f "/usr/include/$h" ] || missing_hdr=1
 done
 if [ "$missing_hdr" = 1 ]; then
@@ -73,7 +73,7 @@ if [ "$missing_hdr" = 1 ]; then
     export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     extra+=(-DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_LIBRARY_PATH="$libdir")
     echo "RE2: unpacked $(ls "$debs"/*.deb | xargs -n1 basename | tr '\n' ' ')into $root" >> "$summary"
-    for h in re2/re2.h utf8proc.h sentencepiece_processor.h; do
+    for h in re2/re2.h utf8proc.h sentencepiece_processor.h seccomp.h zlib.h; do
       [ -f "/usr/include/$h" ] || [ -f "$root/usr/include/$h" ] ||
         { echo "gpu-check: $h missing after unpacking $debs" | tee -a "$summary"; exit 1; }
     done
