@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 dir="${1:-.debs}"
 mkdir -p "$dir"
 cd "$dir"
-apt-get download libre2-9 libre2-dev libutf8proc2 libutf8proc-dev libsentencepiece0 libsentencepiece-dev libseccomp2 libseccomp-dev zlib1g-dev
+apt-get download libre2-9 libre2-dev libutf8proc2 libutf8proc-dev libsentencepiece0 libsentencepiece-dev libseccomp2 libseccomp-dev zlib1g zlib1g-dev
 ls -1 "$PWD"/*.deb
