@@ -7,12 +7,13 @@
 #include "core/context.h"
 #include "kernels/embedding.h"
 #include "tests/common/test_util.h"
+#include "tests/gpu/gpu_util.h"
 
 namespace r1kit {
 namespace {
 
 TEST(GpuContext, CachingAllocatorReusesFreedBlocks) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto ctx = Context::cuda();
   auto& alloc = ctx->allocator();
   void* first = nullptr;
@@ -31,7 +32,7 @@ TEST(GpuContext, CachingAllocatorReusesFreedBlocks) {
 }
 
 TEST(GpuContext, CopiesAndZerosRoundTrip) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto ctx = Context::cuda();
   auto& cpu = testing::cpu_ctx();
   std::mt19937_64 rng(5);
@@ -49,7 +50,7 @@ TEST(GpuContext, CopiesAndZerosRoundTrip) {
 }
 
 TEST(GpuContext, FlatArenaOnDeviceIsZeroedAndAligned) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto ctx = Context::cuda();
   FlatArena a(DType::f32);
   a.add("w1", {7, 9});
@@ -76,7 +77,7 @@ void lookup_with_bad_id(Context& ctx, Tensor& out, int32_t bad, int64_t pos) {
 }
 
 TEST(GpuContext, DeviceErrorThrowsAtSynchronizeThenClears) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto ctx = Context::cuda();
   Tensor out;
   lookup_with_bad_id(*ctx, out, 12, 5);
@@ -94,7 +95,7 @@ TEST(GpuContext, DeviceErrorThrowsAtSynchronizeThenClears) {
 }
 
 TEST(GpuContext, DeviceErrorThrowsAtCopyToHost) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto ctx = Context::cuda();
   Tensor out;
   lookup_with_bad_id(*ctx, out, 10, 7);
@@ -105,7 +106,7 @@ TEST(GpuContext, DeviceErrorThrowsAtCopyToHost) {
 }
 
 TEST(GpuContext, DeviceErrorStaysWithItsContext) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto bad = Context::cuda();
   auto good = Context::cuda();
   Tensor out;

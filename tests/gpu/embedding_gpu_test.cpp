@@ -184,7 +184,7 @@ TEST(GpuEmbedding, BackwardMatchesCpuWithRepeatedIds) {
         auto dout = testing::random_tensor(cpu, {s.n, s.ch}, ty.dout, rng, -1, 1, "dout");
         // A parameter gradient accumulates: both sides start from the same non-zero values.
         auto dtable = testing::random_tensor(cpu, {s.v, s.ch}, ty.table, rng, -1, 1, "dtable");
-        auto dtable_d = testing::device_copy(dtable);
+        auto dtable_d = testing::to_device(dtable);
         embedding_backward(dtable, dout, ids, cpu);
         embedding_backward(dtable_d, testing::to_device(dout), testing::to_device(ids), gpu);
         // Both sum each id's rows in double: the tolerance of the table dtype for that many terms.
@@ -209,7 +209,7 @@ TEST(GpuEmbedding, BackwardIsBitIdenticalToCpuAndDeterministic) {
     auto ids = testing::random_ints(cpu, {n}, rng, 0, 40);  // ~100 positions per id
     auto dout = testing::random_tensor(cpu, {n, ch}, dt, rng, -1, 1, "dout");
     auto dtable = testing::random_tensor(cpu, {v, ch}, dt, rng, -1, 1, "dtable");
-    auto first = testing::device_copy(dtable), second = testing::device_copy(dtable);
+    auto first = testing::to_device(dtable), second = testing::to_device(dtable);
     auto dout_d = testing::to_device(dout), ids_d = testing::to_device(ids);
     embedding_backward(dtable, dout, ids, cpu);
     embedding_backward(first, dout_d, ids_d, gpu);
@@ -228,7 +228,7 @@ TEST(GpuEmbedding, BackwardUnalignedDoutUsesTheElementPath) {
   auto ids = testing::random_ints(cpu, {n}, rng, 0, static_cast<int>(v - 1));
   auto dout = testing::random_tensor(cpu, {n, ch}, DType::f32, rng, -1, 1, "dout");
   auto dtable = testing::random_tensor(cpu, {v, ch}, DType::f32, rng, -1, 1, "dtable");
-  auto dtable_d = testing::device_copy(dtable);
+  auto dtable_d = testing::to_device(dtable);
   Tensor buf = gpu.empty({n * ch + 1}, DType::f32);
   TensorView dout_d = offset_view(buf, 1, {n, ch}, DType::f32, "dout");
   gpu.copy(dout_d, dout);
@@ -248,7 +248,7 @@ TEST(GpuEmbedding, BackwardReportsOutOfRangeIdAndSkipsIt) {
   auto ids = testing::random_ints(cpu, {n}, rng, 0, static_cast<int>(v - 1));
   auto dout = testing::random_tensor(cpu, {n, ch}, DType::f32, rng, -1, 1, "dout");
   auto dtable = testing::random_tensor(cpu, {v, ch}, DType::f32, rng, -1, 1, "dtable");
-  auto dtable_d = testing::device_copy(dtable);
+  auto dtable_d = testing::to_device(dtable);
   Tensor bad_ids = cpu.empty({n}, DType::i32, "ids");
   std::memcpy(bad_ids.data(), ids.data(), ids.nbytes());
   bad_ids.ptr<int32_t>()[31] = static_cast<int32_t>(v);

@@ -54,11 +54,6 @@ inline Tensor poisoned(const Shape& shape, DType dtype, const std::string& name 
   return t;
 }
 
-// A device copy of a host tensor used as an accumulating output (+=).
-inline Tensor device_copy(const TensorView& host, Context& gpu = gpu_ctx()) {
-  return to_device(host, gpu);
-}
-
 // The unit roundoff 2^-p of a float dtype (p = significand bits incl. the implicit one).
 inline double unit_roundoff(DType t) {
   switch (t) {

@@ -168,17 +168,17 @@ void check_backward(DType dt, int64_t batch, Dims d, const MatmulOptions& o, uin
     // da alone (reduction over n), then db alone (reduction over m).
     auto da_ref = clone(da0);
     matmul_backward(da_ref, TensorView{}, dc, a, b, o, wr, wr, cpu);
-    auto da = acc ? testing::device_copy(da0) : testing::poisoned(a.view().dims(), dt, "da");
+    auto da = acc ? testing::to_device(da0) : testing::poisoned(a.view().dims(), dt, "da");
     matmul_backward(da, TensorView{}, dcd, ad, bd, o, wr, wr, gpu);
     testing::expect_close(da, da_ref, tol(dt, d.n), acc ? "da +=" : "da =");
     auto db_ref = clone(db0);
     matmul_backward(TensorView{}, db_ref, dc, a, b, o, wr, wr, cpu);
-    auto db = acc ? testing::device_copy(db0) : testing::poisoned(b.view().dims(), dt, "db");
+    auto db = acc ? testing::to_device(db0) : testing::poisoned(b.view().dims(), dt, "db");
     matmul_backward(TensorView{}, db, dcd, ad, bd, o, wr, wr, gpu);
     testing::expect_close(db, db_ref, tol(dt, d.m), acc ? "db +=" : "db =");
     // Both at once, with different write rules.
     auto da2 = testing::poisoned(a.view().dims(), dt, "da2");
-    auto db2 = testing::device_copy(db0);
+    auto db2 = testing::to_device(db0);
     auto da2_ref = clone(da0), db2_ref = clone(db0);
     matmul_backward(da2_ref, db2_ref, dc, a, b, o, GradWrite::overwrite, GradWrite::accumulate,
                     cpu);
@@ -255,7 +255,7 @@ TEST(GpuLinear, BackwardEachGradientAndSkipped) {
       auto dx_ref = clone(dx0), dw_ref = clone(dw0), db_ref = clone(db0);
       linear_backward(dx_ref, dw_ref, db_ref, dy, x, w, GradWrite::overwrite, cpu);
       auto dx = testing::poisoned({d.n, d.ch}, dt, "dx");
-      auto dw = testing::device_copy(dw0), db = testing::device_copy(db0);
+      auto dw = testing::to_device(dw0), db = testing::to_device(db0);
       linear_backward(dx, dw, db, dyd, xd, wd, GradWrite::overwrite, gpu);
       testing::expect_close(dx, dx_ref, tol(dt, d.oc), "dx =");
       testing::expect_close(dw, dw_ref, tol(dt, d.n), "dw +=");
@@ -263,11 +263,11 @@ TEST(GpuLinear, BackwardEachGradientAndSkipped) {
       // dx accumulates (residual stream), the others skipped.
       auto dx2_ref = clone(dx0);
       linear_backward(dx2_ref, TensorView{}, TensorView{}, dy, x, w, GradWrite::accumulate, cpu);
-      auto dx2 = testing::device_copy(dx0);
+      auto dx2 = testing::to_device(dx0);
       linear_backward(dx2, TensorView{}, TensorView{}, dyd, xd, wd, GradWrite::accumulate, gpu);
       testing::expect_close(dx2, dx2_ref, tol(dt, d.oc), "dx += alone");
       // dw alone, dbias alone.
-      auto dw3 = testing::device_copy(dw0), db3 = testing::device_copy(db0);
+      auto dw3 = testing::to_device(dw0), db3 = testing::to_device(db0);
       linear_backward(TensorView{}, dw3, TensorView{}, dyd, xd, wd, GradWrite::overwrite, gpu);
       linear_backward(TensorView{}, TensorView{}, db3, dyd, xd, wd, GradWrite::overwrite, gpu);
       testing::expect_close(dw3, dw_ref, tol(dt, d.n), "dw += alone");
@@ -287,7 +287,7 @@ TEST(GpuLinear, DbiasOfAnotherDtypeAndUnalignedDy) {
   auto db0 = testing::random_tensor(cpu, {oc}, DType::f32, rng, -1, 1, "dbias");  // f32 master
   auto db_ref = clone(db0);
   linear_backward(TensorView{}, TensorView{}, db_ref, dy, x, w, GradWrite::overwrite, cpu);
-  auto db = testing::device_copy(db0);
+  auto db = testing::to_device(db0);
   Offset dyd = offset_copy(dy, 1);  // rows not 16-byte aligned: the scalar column sum
   linear_backward(TensorView{}, TensorView{}, db, dyd.view, testing::to_device(x),
                   testing::to_device(w), GradWrite::overwrite, gpu);
@@ -352,7 +352,7 @@ struct LargeLinear {
       linear_forward(y, xd, wd, bd, ctx);
       *out = testing::to_host(y, ctx);
     }
-    auto dw = testing::device_copy(dw0, ctx);
+    auto dw = testing::to_device(dw0, ctx);
     linear_backward(TensorView{}, dw, TensorView{}, dyd, xd, wd, GradWrite::overwrite, ctx);
     o.dw = testing::to_host(dw, ctx);
     return o;
@@ -420,7 +420,7 @@ TEST(GpuGroupedLinear, ForwardBackwardWithEmptyExperts) {
       auto dw_ref = clone(dw0);
       grouped_linear_backward(dx_ref, dw_ref, dy, x, w, off, cpu);
       auto dx = testing::poisoned({m, ch}, dt, "dx");
-      auto dw = testing::device_copy(dw0);  // += (empty experts keep their values)
+      auto dw = testing::to_device(dw0);  // += (empty experts keep their values)
       grouped_linear_backward(dx, dw, dyd, xd, wd, off, gpu);
       testing::expect_close(dx, dx_ref, tol(dt, oc), "grouped dx =");
       // dw[e] sums over the rows of expert e: at most 300 of them.
@@ -429,7 +429,7 @@ TEST(GpuGroupedLinear, ForwardBackwardWithEmptyExperts) {
       auto dx2 = testing::poisoned({m, ch}, dt, "dx2");
       grouped_linear_backward(dx2, TensorView{}, dyd, xd, wd, off_dev, gpu);
       testing::expect_close(dx2, dx_ref, tol(dt, oc), "grouped dx alone");
-      auto dw2 = testing::device_copy(dw0);
+      auto dw2 = testing::to_device(dw0);
       grouped_linear_backward(TensorView{}, dw2, dyd, xd, wd, off_dev, gpu);
       testing::expect_close(dw2, dw_ref, tol(dt, 300), "grouped dw alone");
     }

@@ -2,12 +2,13 @@
 #include "kernels/random.h"
 
 #include "tests/common/test_util.h"
+#include "tests/gpu/gpu_util.h"
 
 namespace r1kit::kernels {
 namespace {
 
 TEST(GpuRandom, UniformBitsMatchCpu) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto gpu = Context::cuda();
   auto& cpu = testing::cpu_ctx();
   const int64_t n = 1 << 20 | 7;
@@ -22,7 +23,7 @@ TEST(GpuRandom, UniformBitsMatchCpu) {
 }
 
 TEST(GpuRandom, NormalMatchesCpuToRounding) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU: " << cuda_describe();
+  R1_REQUIRE_GPU();
   auto gpu = Context::cuda();
   auto& cpu = testing::cpu_ctx();
   const int64_t n = 100003;
