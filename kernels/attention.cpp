@@ -42,7 +42,11 @@ void check_lse(const OpCheck& c, const TensorView& lse, const Dims& d) {
 // B+1 ints on a GPU context; the CUDA kernels need the lengths on the host anyway, so the copy is
 // returned and handed to them; undefined when cu_seqlens is already on the host).
 Tensor check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Context& ctx) {
-  c.int_arg(cu, "cu_seqlens");
+  // On the context's device or on the host (callers that keep a host copy, like
+  // policy::TokenBatch, pass it and save a synchronising copy per call).
+  if (!cu.device.is_cpu()) c.on_device(cu, "cu_seqlens");
+  c.contiguous(cu, "cu_seqlens");
+  c.dtype(cu, DType::i32, "cu_seqlens");
   c.ndim(cu, 1, "cu_seqlens");
   c.require(cu.shape[0] >= 1, fmt::format("cu_seqlens {} needs B+1 >= 1 offsets", cu.describe()));
   Tensor host;

@@ -16,9 +16,11 @@ namespace r1kit::kernels {
 //   lse_hi = log Σ_j exp(s_ij)
 //   out[i, h] = Σ_j exp(s_ij − lse_hi) · v[j, g]
 // out (T, Hq, Dv); lse (Hq, T) f32/f64; q (T, Hq, Dqk); k (T, Hkv, Dqk); v (T, Hkv, Dv);
-// cu_seqlens (B+1) i32 offsets: 0, non-decreasing, ending at T. q, k, v, out need unit stride in
-// the last dim only, so slices of a fused projection pass without copies. scale: the softmax
-// scale, e.g. 1/sqrt(Dqk), times yarn_softmax_mscale(rope config) for DeepSeek-V3.
+// cu_seqlens (B+1) i32 offsets: 0, non-decreasing, ending at T, on the context's device or on the
+// host (a host copy saves a synchronising device-to-host copy per call on a GPU context). q, k, v,
+// out need unit stride in the last dim only, so slices of a fused projection pass without copies.
+// scale: the softmax scale, e.g. 1/sqrt(Dqk), times yarn_softmax_mscale(rope config) for
+// DeepSeek-V3.
 void attention_forward(const TensorView& out, const TensorView& lse, const TensorView& q,
                        const TensorView& k, const TensorView& v, const TensorView& cu_seqlens,
                        double scale, Context& ctx);

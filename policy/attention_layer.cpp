@@ -51,7 +51,7 @@ void gqa_forward(const TensorView& y, AttentionSaved* saved, const TensorView& x
   kernels::linear_forward(v.view().reshape({T, Hkv * D}), x, w.v_proj, w.v_bias, ctx);
   kernels::rope_forward(q, q, rope.cos, rope.sin, batch.positions, layout, ctx);
   kernels::rope_forward(k, k, rope.cos, rope.sin, batch.positions, layout, ctx);
-  kernels::attention_forward(out, lse, q, k, v, batch.cu_seqlens, softmax_scale(cfg), ctx);
+  kernels::attention_forward(out, lse, q, k, v, batch.cu_seqlens_host, softmax_scale(cfg), ctx);
   kernels::linear_forward(y, out.view().reshape({T, H * D}), w.o_proj, w.o_bias, ctx);
 
   if (saved) {
@@ -81,7 +81,7 @@ void gqa_backward(const TensorView& dx, const AttentionWeights& dw, const Tensor
                            saved.out.view().reshape({T, H * D}), w.o_proj, GradWrite::overwrite,
                            ctx);
   kernels::attention_backward(dq, dk, dv, dout, saved.q, saved.k, saved.v, saved.out, saved.lse,
-                              batch.cu_seqlens, softmax_scale(cfg), ctx);
+                              batch.cu_seqlens_host, softmax_scale(cfg), ctx);
   kernels::rope_backward(dk, dk, rope.cos, rope.sin, batch.positions, layout, ctx);
   kernels::rope_backward(dq, dq, rope.cos, rope.sin, batch.positions, layout, ctx);
   kernels::linear_backward(dx, dw.v_proj, dw.v_bias, dv.view().reshape({T, Hkv * D}), saved.x,

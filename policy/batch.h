@@ -18,7 +18,7 @@ struct TokenBatch {
   Tensor positions;        // (T) i32 on the device: position of each token within its sequence
                            //   (0-based, or starting at a cache offset for continued sequences)
   Tensor cu_seqlens;       // (B+1) i32 on the device
-  Tensor cu_seqlens_host;  // (B+1) i32 host copy: attention launches and loops read it
+  Tensor cu_seqlens_host;  // (B+1) i32 host copy: what attention takes (no copy per call)
   int64_t num_tokens() const { return tokens.numel(); }
   int64_t num_sequences() const { return cu_seqlens_host.numel() - 1; }
   int64_t max_position() const { return max_position_; }  // largest position + 1 (0 if empty)

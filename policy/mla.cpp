@@ -201,7 +201,8 @@ void mla_forward(const TensorView& y, MlaSaved* saved, const TensorView& x, cons
   copy_rows(head_cols(s.k, 0, d.dn, "mla.k_nope"), head_cols(s.kv, 0, d.dn, "mla.k_nope"), ctx);
   k::rope_forward(head_cols(s.k, d.dn, d.dqk, "mla.k_pe"), k_pe_heads, rope.cos, rope.sin,
                   batch.positions, cfg.rope.layout, ctx);
-  k::attention_forward(s.attn, s.lse, s.q, s.k, v, batch.cu_seqlens, mla_softmax_scale(cfg), ctx);
+  k::attention_forward(s.attn, s.lse, s.q, s.k, v, batch.cu_seqlens_host, mla_softmax_scale(cfg),
+                       ctx);
   k::linear_forward(y, s.attn.view().reshape({d.t, d.h * d.dv}), w.o_proj, w.o_proj_bias, ctx);
 }
 
@@ -225,7 +226,7 @@ void mla_backward(const TensorView& dx, const MlaWeights& dw, const TensorView& 
 
   k::linear_backward(dattn.view().reshape({d.t, d.h * d.dv}), dw.o_proj, dw.o_proj_bias, dy,
                      s.attn.view().reshape({d.t, d.h * d.dv}), w.o_proj, GradWrite::overwrite, ctx);
-  k::attention_backward(dq, dk, dv, dattn, s.q, s.k, v, s.attn, s.lse, batch.cu_seqlens,
+  k::attention_backward(dq, dk, dv, dattn, s.q, s.k, v, s.attn, s.lse, batch.cu_seqlens_host,
                         mla_softmax_scale(cfg), ctx);
   // The broadcast of k_pe over heads: its gradient is the sum over heads of the un-rotated dk.
   k::rope_backward(dk_pe_heads, head_cols(dk, d.dn, d.dqk, "mla.dk_pe"), rope.cos, rope.sin,

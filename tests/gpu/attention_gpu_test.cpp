@@ -337,6 +337,13 @@ TEST(GpuAttention, EmptyDeterministicAndDirectEntry) {
   cuda::attention_forward(out2, lse2, q, k, v, cu, scale, gpu);
   testing::expect_equal(out2, testing::to_host(out), "out (direct entry)");
   testing::expect_equal(lse2, testing::to_host(lse), "lse (direct entry)");
+  // Host offsets on a GPU context: the same result without the front-end's device copy.
+  const Tensor cu_host = cu_tensor(cpu_ctx(), cuv);
+  Tensor out3 = testing::poisoned({t, hq, d}, DType::bf16),
+         lse3 = testing::poisoned({hq, t}, DType::f32);
+  attention_forward(out3, lse3, q, k, v, cu_host, scale, gpu);
+  testing::expect_equal(out3, testing::to_host(out), "out (host cu_seqlens)");
+  testing::expect_equal(lse3, testing::to_host(lse), "lse (host cu_seqlens)");
   Tensor g1[3], g2[3];
   for (Tensor* g : {g1, g2}) {
     g[0] = testing::poisoned({t, hq, d}, DType::bf16, "dq");
