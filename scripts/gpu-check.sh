@@ -91,7 +91,10 @@ if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DR1KIT_CUDA=
   echo "gpu-check: configure failed (see build.log)"; tail -20 "$out/build.log"; exit 1
 fi
 t0=$(date +%s)
-if ! cmake --build "$build" -j "$jobs" >> "$out/build.log" 2>&1; then
+targets=()
+# --gpu-only builds what it runs: the GPU suite, the two benchmarks and the CLI (for `r1kit info`).
+[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench r1kit)
+if ! cmake --build "$build" -j "$jobs" "${targets[@]}" >> "$out/build.log" 2>&1; then
   echo "gpu-check: build failed (see build.log)"; grep -E 'error|FAILED' "$out/build.log" | head -30; exit 1
 fi
 echo "build: $(( $(date +%s) - t0 )) s" >> "$summary"
@@ -100,7 +103,7 @@ echo "build: $(( $(date +%s) - t0 )) s" >> "$summary"
 # --- tests ----------------------------------------------------------------------------------------
 ctest_filter=()
 [ -n "$filter" ] && ctest_filter=(-R "$filter")
-ctest --test-dir "$build" -L gpu "${ctest_filter[@]}" --output-on-failure --timeout 600 \
+ctest --test-dir "$build" -L gpu "${ctest_filter[@]}" --output-on-failure --timeout "${R1KIT_TEST_TIMEOUT:-600}" \
   --output-junit "$out/gpu_tests.xml" > "$out/gpu_tests.log" 2>&1 || status=1
 { echo "== gpu tests"; grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Exception" "$out/gpu_tests.log" | head -60; } >> "$summary"
 if [ "$gpu_only" = 0 ]; then
@@ -110,8 +113,9 @@ fi
 
 # --- benchmarks ---------------------------------------------------------------------------------
 if [ "$bench" = 1 ]; then
-  "$build/bench/kernels_bench" --device cuda > "$out/bench_cuda.jsonl" 2>> "$summary" || status=1
-  "$build/bench/gemm_bench" > "$out/bench_gemm.jsonl" 2>> "$summary" || status=1
+  timeout "${R1KIT_BENCH_TIMEOUT:-240}" "$build/bench/kernels_bench" --device cuda \
+    > "$out/bench_cuda.jsonl" 2>> "$summary" || status=1
+  timeout "${R1KIT_BENCH_TIMEOUT:-240}" "$build/bench/gemm_bench" > "$out/bench_gemm.jsonl" 2>> "$summary" || status=1
   if [ "$gpu_only" = 0 ]; then
     "$build/bench/kernels_bench" --device cpu > "$out/bench_cpu.jsonl" 2>> "$summary" || status=1
   fi
