@@ -423,7 +423,8 @@ int init_main(void* arg) {
   }
   setsid();
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);  // orphans come to us even without a PID namespace
-  if (p.uts_ns) sethostname("sandbox", 7);
+  if (p.uts_ns && sethostname("sandbox", 7) != 0)
+    child_fail(err, "sethostname", errno, kInitSetupFailed);
   if (p.mount_ns) setup_mounts(p);
   write_files(p);
 

@@ -112,6 +112,15 @@ void dispatch_f32_f64(DType t, const char* op, F&& fn) {
 // ---- 16-byte packs -----------------------------------------------------------------------------
 
 // kPack<T> elements of T fill 16 bytes (8 bf16/f16, 4 f32, 2 f64).
+// a·b rounded once, never contracted into an FMA with a later add: where a value is both stored
+// and recomputed (a scaled logit z = x/τ against the row max of the same z), both must round alike.
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+
 template <class T>
 inline constexpr int kPack = 16 / static_cast<int>(sizeof(T));
 

@@ -1,7 +1,8 @@
 // Token log-prob / entropy head on the GPU: one warp or block per row of logits
 // (kernels/cuda/vocab_rows.cuh), 16-byte packs, fp32 math (double for f64).
-//   forward:  one pass over the logits: the online max / sum-exp of z = x/τ, with
-//             sd = Σ e_j·(z_j − m) for the entropy when it is asked for; the row's first thread
+//   forward:  one pass over the logits: the online max / sum-exp of z = x/τ (in log2 units,
+//             z2 = x·log2(e)/τ, so each exp is one ex2), with sd = Σ e_j·(z_j − m) for the
+//             entropy when it is asked for; the row's first thread
 //             reads its target and that logit up front, then writes lse, logprob, entropy.
 //   backward: without dentropy one pass from the saved lse (read the logits once, write dlogits
 //             once); with dentropy pass 1 computes H = −Σ p_j log p_j (the row kept in shared
@@ -42,10 +43,11 @@ template <class T, bool kEnt, bool kWarp>
 __global__ void __launch_bounds__(kMaxThreads)
     lp_fwd_kernel(acc_t<T>* __restrict__ logprob, acc_t<T>* __restrict__ entropy,
                   acc_t<T>* __restrict__ lse, const T* __restrict__ x,
-                  const int32_t* __restrict__ targets, int64_t n, int v, acc_t<T> inv_tau, bool vec,
+                  const int32_t* __restrict__ targets, int64_t n, int v, acc_t<T> scale2, bool vec,
                   ErrorSink sink, int64_t row0) {
   using A = acc_t<T>;
-  using St = Stats<A, kEnt>;
+  using St = Stats<A, kEnt, true>;  // in log2 units: z2 = x·log2(e)/τ
+  constexpr A kLn2 = A(0.693147180559945309417232121458176568);
   constexpr int P = kPack<T>;
   __shared__ St red[32];
   const Group<kWarp> g;
@@ -62,7 +64,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     walk<P>(
         sp, v, g.tid, g.nt,
         [&](int j, int) {
-          const A z[1] = {to_acc(xr[j]) * inv_tau};
+          const A z[1] = {mul_rn(to_acc(xr[j]), scale2)};
           st.add(z);
         },
         [&](int k0) {
@@ -72,24 +74,24 @@ __global__ void __launch_bounds__(kMaxThreads)
                 A z[P];
                 unpack(p, z);
 #pragma unroll
-                for (int i = 0; i < P; ++i) z[i] *= inv_tau;
+                for (int i = 0; i < P; ++i) z[i] = mul_rn(z[i], scale2);
                 st.add(z);
               });
         });
     st = group_merge<kWarp>(st, red);
     st.finish(v);
     if (g.tid == 0) {
-      // lse = m + log s;  logprob = (z_t − m) − log s (accurate for large logits);
-      // H = log s − sd / s.
+      // In natural units z = ln2·z2: lse = ln2·m2 + log s; logprob = ln2·(z2_t − m2) − log s
+      // (accurate for large logits; exactly 0 for a one-entry row); H = log s − ln2·sd2 / s.
       const A log_s = vlog(st.s);
-      lse[row] = st.m + log_s;
+      lse[row] = kLn2 * st.m + log_s;
       if (t < 0 || t >= v) {
         sink.report(row0 + row, t, v);
         logprob[row] = nan_of<A>();
       } else {
-        logprob[row] = (xt * inv_tau - st.m) - log_s;
+        logprob[row] = kLn2 * (mul_rn(xt, scale2) - st.m) - log_s;
       }
-      if constexpr (kEnt) entropy[row] = log_s - st.sd / st.s;
+      if constexpr (kEnt) entropy[row] = log_s - kLn2 * st.sd / st.s;
     }
   }
 }
@@ -124,7 +126,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     A ent = A(0);
     if constexpr (kEnt) {
       auto term = [&](A xv) {
-        const A lp = xv * inv_tau - l;
+        const A lp = mul_rn(xv, inv_tau) - l;
         const A p = vexp(lp);
         return p > A(0) ? p * lp : A(0);
       };
@@ -156,7 +158,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
 
     auto grad = [&](A xv, bool is_t) {
-      const A lp = xv * inv_tau - l;
+      const A lp = mul_rn(xv, inv_tau) - l;
       const A p = vexp(lp);
       A dz = glp * ((is_t ? A(1) : A(0)) - p);
       if constexpr (kEnt) dz -= gent * (p > A(0) ? p * (lp + ent) : A(0));
@@ -206,8 +208,9 @@ void launch_forward(const TensorView& logprob, const TensorView& entropy, const 
                        : (p.warp ? lp_fwd_kernel<T, false, true> : lp_fwd_kernel<T, false, false>);
     kernel<<<p.blocks, p.threads, 0, stream_of(ctx)>>>(
         logprob.ptr<A>(), ent ? entropy.ptr<A>() : nullptr, lse.ptr<A>(), logits.ptr<T>(),
-        targets.ptr<int32_t>(), n, v, static_cast<A>(1.0 / temperature), vec, error_sink(ctx, what),
-        row0);
+        targets.ptr<int32_t>(), n, v,
+        static_cast<A>(1.4426950408889634073599246810018921 / temperature), vec,
+        error_sink(ctx, what), row0);
     R1_CUDA_CHECK_LAUNCH();
   });
 }

@@ -1,12 +1,12 @@
-// RoPE rotation on the GPU: a flat grid-stride loop over (token, head, unit) of (T, H, D) views
-// with unit last stride and any token/head strides (so the rope part of a wider MLA head is rotated
-// in place as a view). A unit is a 16-byte pack of x (interleaved: kPack/2 adjacent pairs;
-// half_split: a pack of first halves and the matching pack D/2 further on) when the pointers,
-// strides and D allow it, else one pair. cos/sin rows are gathered by position (they stay in L1/L2:
-// every head of a token reads the same row). Each unit reads its elements before writing them, so y
-// may be exactly x. A position outside [0, P) is reported through the context's error sink (thrown
-// at the next synchronisation, worded like the CPU front-end's check) and its token is left
-// unwritten; the table is never read out of bounds.
+// RoPE rotation on the GPU over (T, H, D) views with unit last stride and any token/head strides
+// (so the rope part of a wider MLA head is rotated in place as a view). Blocks take tokens; a
+// thread keeps one unit of the head (a 16-byte pack of x — interleaved: kPack/2 adjacent pairs;
+// half_split: a pack of first halves and the matching pack D/2 further on — when the pointers,
+// strides and D allow it, else one pair) and rotates it in several heads of the token, so each
+// cos/sin entry is read once per thread and token, not once per head. Each unit reads its elements
+// before writing them, so y may be exactly x. A position outside [0, P) is reported through the
+// context's error sink (thrown at the next synchronisation, worded like the CPU front-end's check)
+// and its token is left unwritten; the table is never read out of bounds.
 //
 // Dtypes: x and y of one dtype run the typed kernels (cos/sin f32, or f64 with f64 data), computed
 // in acc_t; a bf16/f32 mix of x and y runs on f32 stand-ins, as the CPU reference does.
@@ -14,6 +14,7 @@
 #include "kernels/cuda/vec.cuh"
 #include "kernels/rope.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace r1kit::kernels::cuda {
@@ -43,86 +44,141 @@ __device__ __forceinline__ Vec<C, N> load_table(const C* p) {
 struct RopeArgs {
   int64_t tokens;
   int heads, half;     // H, D/2
-  int units_per_head;  // interleaved: D / V; half_split: (D/2) / V
+  int units_per_head;  // U: interleaved D / V; half_split (D/2) / V
   int64_t xs0, xs1;    // x token/head strides (elements)
   int64_t ys0, ys1;    // y token/head strides
   int32_t table_rows;  // P
-  bool flat32;         // tokens · heads · units_per_head fits 32 bits
 };
 
-// Units per thread per iteration, all loads issued first: two for interleaved (one 16-byte load of
-// x each), one for half_split (already two loads of x, and twice the table entries, per unit).
-template <bool kInterleaved>
-constexpr int kUnroll = kInterleaved ? 2 : 1;
+// Heads per thread per batch (all their loads issued before any use) on the fixed-unit path.
+constexpr int kHeadBatch = 4;
 
-// (a, b) → (a·cos − b·sin, a·sin + b·cos) with sin already multiplied by sign (−1: backward).
+// One unit: rotate V elements (interleaved: V/2 pairs) or V pairs (half_split) by (c, s).
+template <class T, class C, int V, bool kWide, bool kInterleaved>
+struct Unit {
+  static constexpr int kPairs = kInterleaved ? V / 2 : V;
+  using A = acc_t<T>;
+  Vec<T, V> a, b;
+
+  __device__ __forceinline__ void load(const T* xr, int half) {
+    a = load_vec<T, V, kWide>(xr);
+    if constexpr (!kInterleaved) b = load_vec<T, V, kWide>(xr + half);
+  }
+  // (a, b) -> (a·cos − b·sin, a·sin + b·cos) with sin already multiplied by the sign.
+  __device__ __forceinline__ void rotate_store(T* yr, int half, const Vec<C, kPairs>& cv,
+                                               const Vec<C, kPairs>& sv, A sign) const {
+    Vec<T, V> oa, ob;
+#pragma unroll
+    for (int q = 0; q < kPairs; ++q) {
+      const A c = static_cast<A>(cv.v[q]), s = sign * static_cast<A>(sv.v[q]);
+      if constexpr (kInterleaved) {
+        const A av = to_acc(a.v[2 * q]), bv = to_acc(a.v[2 * q + 1]);
+        oa.v[2 * q] = from_acc<T>(av * c - bv * s);
+        oa.v[2 * q + 1] = from_acc<T>(av * s + bv * c);
+      } else {
+        const A av = to_acc(a.v[q]), bv = to_acc(b.v[q]);
+        oa.v[q] = from_acc<T>(av * c - bv * s);
+        ob.v[q] = from_acc<T>(av * s + bv * c);
+      }
+    }
+    store_vec<T, V, kWide>(yr, oa);
+    if constexpr (!kInterleaved) store_vec<T, V, kWide>(yr + half, ob);
+  }
+};
+
+// Tokens grid-stride over blockIdx.x; the (head, unit) pairs of a token over the block's threads
+// and blockIdx.y. When U divides the block size (U a power of two, as head dims are), thread q
+// keeps unit k = q mod U in every head it visits (heads q / U, + kThreads / U, ...), so it reads
+// its cos/sin entries once per token and then streams kHeadBatch heads at a time; otherwise
+// (U = 24 for a 192-wide scalar head, say) each (head, unit) pair is looked up on its own. The
+// position is read once per token; one out of [0, P) is reported by thread 0 and the token left
+// unwritten.
 template <class T, class C, int V, bool kWide, bool kInterleaved>
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(T* y, const T* x, const C* cos, const C* sin, const int32_t* positions, RopeArgs a,
                 acc_t<T> sign, ErrorSink sink) {
-  using A = acc_t<T>;
-  // A unit: interleaved, V elements = V/2 pairs (2i, 2i+1) from pair k·V/2; half_split, V pairs
-  // (i, i + D/2) from i = k·V.
-  constexpr int kPairs = kInterleaved ? V / 2 : V;
-  constexpr int kU = kUnroll<kInterleaved>;
-  const int64_t per_token = static_cast<int64_t>(a.heads) * a.units_per_head;
-  const int64_t total = a.tokens * per_token;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; base < total;
-       base += stride * kU) {
-    Vec<T, V> va[kU], vb[kU];
-    Vec<C, kPairs> cv[kU], sv[kU];
-    T* yr[kU];
-    bool ok[kU];
+  using U = Unit<T, C, V, kWide, kInterleaved>;
+  constexpr int kPairs = U::kPairs;
+  const int upr = a.units_per_head;
+  // A token whose position is outside the table: thread 0 of its first block reports it.
+  auto position = [&](int64_t t, int32_t& p) {
+    p = positions[t];
+    if (p >= 0 && p < a.table_rows) return true;
+    if (threadIdx.x == 0 && blockIdx.y == 0)
+      sink.report(t, p, static_cast<int64_t>(a.table_rows) - 1);
+    return false;
+  };
+  if (kThreads % upr == 0) {
+    const int k = static_cast<int>(threadIdx.x) % upr, lane_h = static_cast<int>(threadIdx.x) / upr;
+    const int hstep = (kThreads / upr) * static_cast<int>(gridDim.y);
+    const int h0 = lane_h + (kThreads / upr) * static_cast<int>(blockIdx.y);
+    if (h0 >= a.heads) return;
+    const int e0 = k * V, i0 = kInterleaved ? e0 / 2 : e0;
+    if (h0 + hstep < a.heads) {
+      // Several heads per token for this thread: the token's cos/sin once, kHeadBatch heads at a
+      // time.
+      for (int64_t t = blockIdx.x; t < a.tokens; t += gridDim.x) {
+        int32_t p;
+        if (!position(t, p)) continue;
+        const Vec<C, kPairs> cv = load_table<C, kPairs, kWide>(cos + int64_t{p} * a.half + i0);
+        const Vec<C, kPairs> sv = load_table<C, kPairs, kWide>(sin + int64_t{p} * a.half + i0);
+        const T* xt = x + t * a.xs0 + e0;
+        T* yt = y + t * a.ys0 + e0;
+        for (int hb = h0; hb < a.heads; hb += hstep * kHeadBatch) {
+          U u[kHeadBatch];
 #pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      const int64_t i = base + u * stride;
-      ok[u] = false;
-      if (i >= total) continue;
-      int64_t t;
-      int j;
-      if (a.flat32) {
-        const uint32_t ii = static_cast<uint32_t>(i), pt = static_cast<uint32_t>(per_token);
-        t = ii / pt;
-        j = static_cast<int>(ii - static_cast<uint32_t>(t) * pt);
-      } else {
-        t = i / per_token;
-        j = static_cast<int>(i - t * per_token);
-      }
-      const int h = j / a.units_per_head, k = j - h * a.units_per_head;
-      const int32_t p = positions[t];
-      if (p < 0 || p >= a.table_rows) {
-        sink.report(t, p, static_cast<int64_t>(a.table_rows) - 1);
-        continue;
-      }
-      ok[u] = true;
-      const int e0 = k * V, i0 = kInterleaved ? e0 / 2 : e0;
-      const T* xr = x + t * a.xs0 + h * a.xs1 + e0;
-      yr[u] = y + t * a.ys0 + h * a.ys1 + e0;
-      va[u] = load_vec<T, V, kWide>(xr);
-      if constexpr (!kInterleaved) vb[u] = load_vec<T, V, kWide>(xr + a.half);
-      cv[u] = load_table<C, kPairs, kWide>(cos + static_cast<int64_t>(p) * a.half + i0);
-      sv[u] = load_table<C, kPairs, kWide>(sin + static_cast<int64_t>(p) * a.half + i0);
-    }
+          for (int i = 0; i < kHeadBatch; ++i) {
+            const int h = hb + i * hstep;
+            if (h < a.heads) u[i].load(xt + h * a.xs1, a.half);
+          }
 #pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      if (!ok[u]) continue;
-      Vec<T, V> oa, ob;
-#pragma unroll
-      for (int q = 0; q < kPairs; ++q) {
-        const A c = static_cast<A>(cv[u].v[q]), s = sign * static_cast<A>(sv[u].v[q]);
-        if constexpr (kInterleaved) {
-          const A av = to_acc(va[u].v[2 * q]), bv = to_acc(va[u].v[2 * q + 1]);
-          oa.v[2 * q] = from_acc<T>(av * c - bv * s);
-          oa.v[2 * q + 1] = from_acc<T>(av * s + bv * c);
-        } else {
-          const A av = to_acc(va[u].v[q]), bv = to_acc(vb[u].v[q]);
-          oa.v[q] = from_acc<T>(av * c - bv * s);
-          ob.v[q] = from_acc<T>(av * s + bv * c);
+          for (int i = 0; i < kHeadBatch; ++i) {
+            const int h = hb + i * hstep;
+            if (h < a.heads) u[i].rotate_store(yt + h * a.ys1, a.half, cv, sv, sign);
+          }
         }
       }
-      store_vec<T, V, kWide>(yr[u], oa);
-      if constexpr (!kInterleaved) store_vec<T, V, kWide>(yr[u] + a.half, ob);
+    } else {
+      // One head per token (few heads): kHeadBatch tokens at a time instead.
+      const int64_t ts = gridDim.x;
+      for (int64_t tb = blockIdx.x; tb < a.tokens; tb += ts * kHeadBatch) {
+        U u[kHeadBatch];
+        Vec<C, kPairs> cv[kHeadBatch], sv[kHeadBatch];
+        bool ok[kHeadBatch];
+#pragma unroll
+        for (int i = 0; i < kHeadBatch; ++i) {
+          const int64_t t = tb + i * ts;
+          int32_t p = 0;
+          ok[i] = t < a.tokens && position(t, p);
+          if (!ok[i]) continue;
+          cv[i] = load_table<C, kPairs, kWide>(cos + int64_t{p} * a.half + i0);
+          sv[i] = load_table<C, kPairs, kWide>(sin + int64_t{p} * a.half + i0);
+          u[i].load(x + t * a.xs0 + h0 * a.xs1 + e0, a.half);
+        }
+#pragma unroll
+        for (int i = 0; i < kHeadBatch; ++i)
+          if (ok[i])
+            u[i].rotate_store(y + (tb + i * ts) * a.ys0 + h0 * a.ys1 + e0, a.half, cv[i], sv[i],
+                              sign);
+      }
+    }
+  } else {
+    const int per_token = a.heads * upr;
+    for (int64_t t = blockIdx.x; t < a.tokens; t += gridDim.x) {
+      int32_t p;
+      if (!position(t, p)) continue;
+      const C* ct = cos + int64_t{p} * a.half;
+      const C* st = sin + int64_t{p} * a.half;
+      for (int j = static_cast<int>(blockIdx.y * kThreads + threadIdx.x); j < per_token;
+           j += static_cast<int>(gridDim.y) * kThreads) {
+        const int h = j / upr, k = j - h * upr;
+        const int e0 = k * V, i0 = kInterleaved ? e0 / 2 : e0;
+        U u;
+        u.load(x + t * a.xs0 + h * a.xs1 + e0, a.half);
+        u.rotate_store(y + t * a.ys0 + h * a.ys1 + e0, a.half,
+                       load_table<C, kPairs, kWide>(ct + i0), load_table<C, kPairs, kWide>(st + i0),
+                       sign);
+      }
     }
   }
 }
@@ -146,12 +202,23 @@ void launch(const TensorView& out, const TensorView& in, const TensorView& cos,
   a.ys0 = out.stride[0];
   a.ys1 = out.stride[1];
   a.table_rows = static_cast<int32_t>(cos.shape[0]);
-  const int64_t total = a.tokens * a.heads * a.units_per_head;
-  a.flat32 = total < (int64_t{1} << 32);
-  rope_kernel<T, C, V, kWide, kInterleaved>
-      <<<grid_for(ctx, total, kThreads, kUnroll<kInterleaved>), kThreads, 0, stream_of(ctx)>>>(
-          out.ptr<T>(), in.ptr<T>(), cos.ptr<C>(), sin.ptr<C>(), positions.ptr<int32_t>(), a,
-          static_cast<acc_t<T>>(sign), error_sink(ctx, what));
+  // Enough blocks to fill the GPU: one per token, and when tokens are few (decoding), the heads
+  // of a token spread over blockIdx.y too.
+  const int64_t per_block_heads =
+      kThreads % a.units_per_head == 0 ? kThreads / a.units_per_head : 1;
+  const int64_t head_groups =
+      kThreads % a.units_per_head == 0
+          ? (a.heads + per_block_heads - 1) / per_block_heads
+          : (static_cast<int64_t>(a.heads) * a.units_per_head + kThreads - 1) / kThreads;
+  // One resident wave of blocks, tokens grid-stride (short-lived blocks cost more than they do).
+  const int64_t want = static_cast<int64_t>(sm_count(ctx)) * (2048 / kThreads);
+  dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.tokens, want)), 1, 1);
+  if (a.tokens < want)
+    grid.y = static_cast<unsigned>(std::clamp<int64_t>((want + a.tokens - 1) / a.tokens, 1,
+                                                       std::min<int64_t>(head_groups, 65535)));
+  rope_kernel<T, C, V, kWide, kInterleaved><<<grid, kThreads, 0, stream_of(ctx)>>>(
+      out.ptr<T>(), in.ptr<T>(), cos.ptr<C>(), sin.ptr<C>(), positions.ptr<int32_t>(), a,
+      static_cast<acc_t<T>>(sign), error_sink(ctx, what));
   R1_CUDA_CHECK_LAUNCH();
 }
 

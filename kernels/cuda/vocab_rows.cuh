@@ -48,6 +48,17 @@ __device__ __forceinline__ A vexp(A x) {
     return exp(x);
   }
 }
+// 2^x: ex2.approx (what __expf runs after its multiply by log2 e) in float, exp2 in double.
+template <class A>
+__device__ __forceinline__ A vexp2(A x) {
+  if constexpr (std::is_same_v<A, float>) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+  } else {
+    return exp2(x);
+  }
+}
 template <class A>
 __device__ __forceinline__ A vlog(A x) {
   if constexpr (std::is_same_v<A, float>) {
@@ -108,10 +119,21 @@ __device__ __forceinline__ void store_stat(void* p, DType dt, int64_t i, A v) {
 // ---- the online max / sum-exp ------------------------------------------------------------------
 
 // m = max z, s = Σ exp(z − m), and with kEnt sd = Σ exp(z − m)·(z − m). No default member
-// initialisers (it lives in __shared__ too): start from Stats::empty().
-template <class A, bool kEnt>
+// initialisers (it lives in __shared__ too): start from Stats::empty(). kBase2: the z are in log2
+// units (z·log2 e given, 2^(z − m) summed): a caller that scales its logits anyway (by 1/τ) folds
+// log2 e into that product and saves the multiply inside every exp.
+template <class A, bool kEnt, bool kBase2 = false>
 struct Stats {
   A m, s, sd;
+  static constexpr bool kEntropy = kEnt;
+
+  __device__ __forceinline__ static A ex(A x) {
+    if constexpr (kBase2) {
+      return vexp2(x);
+    } else {
+      return vexp(x);
+    }
+  }
 
   __device__ __forceinline__ static Stats empty() {
     Stats r;
@@ -124,7 +146,7 @@ struct Stats {
   // Moves the reference point to mn > m.
   __device__ __forceinline__ void rescale_to(A mn) {
     const A delta = m - mn;  // −inf when m is (nothing seen yet)
-    const A a = vexp(delta);
+    const A a = ex(delta);
     if constexpr (kEnt) sd = a > A(0) ? a * (sd + delta * s) : A(0);
     s *= a;  // keeps a NaN
     m = mn;
@@ -142,7 +164,7 @@ struct Stats {
 #pragma unroll
     for (int i = 0; i < N; ++i) {
       const A d = z[i] - base;
-      const A e = vexp(d);
+      const A e = ex(d);
       s += e;
       if constexpr (kEnt) sd += e > A(0) ? e * d : A(0);  // 0·(−inf) is 0 here, not NaN
     }
@@ -157,7 +179,7 @@ struct Stats {
       return r;
     }
     const A da = a.m - r.m, db = b.m - r.m;
-    const A ea = vexp(da), eb = vexp(db);
+    const A ea = ex(da), eb = ex(db);
     r.s = a.s * ea + b.s * eb;
     if constexpr (kEnt) {
       r.sd =
@@ -175,29 +197,29 @@ struct Stats {
   }
 };
 
-template <class A, bool kEnt>
-__device__ __forceinline__ Stats<A, kEnt> shfl_down(const Stats<A, kEnt>& st, int o) {
-  Stats<A, kEnt> r;
+template <class St>
+__device__ __forceinline__ St shfl_down(const St& st, int o) {
+  St r;
   r.m = __shfl_down_sync(0xffffffffu, st.m, o);
   r.s = __shfl_down_sync(0xffffffffu, st.s, o);
-  r.sd = kEnt ? __shfl_down_sync(0xffffffffu, st.sd, o) : A(0);
+  r.sd = St::kEntropy ? __shfl_down_sync(0xffffffffu, st.sd, o) : decltype(st.sd)(0);
   return r;
 }
-template <class A, bool kEnt>
-__device__ __forceinline__ Stats<A, kEnt> shfl_bcast(const Stats<A, kEnt>& st) {
-  Stats<A, kEnt> r;
+template <class St>
+__device__ __forceinline__ St shfl_bcast(const St& st) {
+  St r;
   r.m = __shfl_sync(0xffffffffu, st.m, 0);
   r.s = __shfl_sync(0xffffffffu, st.s, 0);
-  r.sd = kEnt ? __shfl_sync(0xffffffffu, st.sd, 0) : A(0);
+  r.sd = St::kEntropy ? __shfl_sync(0xffffffffu, st.sd, 0) : decltype(st.sd)(0);
   return r;
 }
 
 // Tree merge to lane 0, then broadcast: every lane gets lane 0's value (a butterfly would let FMA
 // contraction give lanes results that differ in the last bit).
-template <class A, bool kEnt>
-__device__ __forceinline__ Stats<A, kEnt> warp_merge(Stats<A, kEnt> st) {
+template <class St>
+__device__ __forceinline__ St warp_merge(St st) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) st = Stats<A, kEnt>::merge(st, shfl_down(st, o));
+  for (int o = 16; o > 0; o >>= 1) st = St::merge(st, shfl_down(st, o));
   return shfl_bcast(st);
 }
 
@@ -232,15 +254,15 @@ struct Group {
 
 // Every thread of the group gets the merged statistics. `red` is __shared__ Stats[32] (block
 // groups only). Block groups: contains barriers, call from every thread of the block.
-template <bool kWarp, class A, bool kEnt>
-__device__ __forceinline__ Stats<A, kEnt> group_merge(Stats<A, kEnt> st, Stats<A, kEnt>* red) {
+template <bool kWarp, class St>
+__device__ __forceinline__ St group_merge(St st, St* red) {
   st = warp_merge(st);
   if constexpr (!kWarp) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();  // red may still be read by the previous row's merge
     if (lane == 0) red[warp] = st;
     __syncthreads();
-    st = warp_merge(lane < nw ? red[lane] : Stats<A, kEnt>::empty());
+    st = warp_merge(lane < nw ? red[lane] : St::empty());
   }
   return st;
 }
