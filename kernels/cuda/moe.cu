@@ -14,12 +14,13 @@
 //
 // Counts: integer atomics (warp-aggregated with __match_any_sync), deterministic.
 //
-// Permutation: a stable counting sort of the N·K (token, slot) pairs by expert. (1) Per chunk of
-// `ch` pairs (a multiple of 32), a count per expert; (2) a warp per expert turns its counts into
-// per-chunk starting ranks, and one block scans the expert totals into expert_offsets; (3) one warp
-// per chunk walks its pairs in order, 32 at a time, ranking equal experts with __match_any_sync
-// (running ranks in shared memory), so each expert's rows are in increasing f = n·K + k — the
-// CPU's order, with no order-dependent atomics.
+// Permutation: a stable counting sort of the N·K (token, slot) pairs by expert, in three launches.
+// (1) One warp per chunk of `ch` pairs (a multiple of 32) writes the chunk's count per expert;
+// (2) a warp per expert turns its counts into per-chunk starting ranks, and the last block to
+// finish scans the expert totals into expert_offsets; (3) one warp per chunk walks its pairs in
+// order, 32 at a time, ranking equal experts with __match_any_sync (running ranks in shared
+// memory), so each expert's rows are in increasing f = n·K + k — the CPU's order, with no
+// order-dependent atomics. (1) and (3) load 8 groups of ids ahead.
 // Step (3) also writes the inverse pos[f]; the rows are then copied one token at a time: each
 // token's row is read once and stored to its K permuted rows, in 16-byte words when rows and
 // pointers allow (the row copy is dtype-agnostic), so the copy moves N·C + N·K·C elements.
@@ -481,34 +482,57 @@ __global__ void count_kernel(C* __restrict__ counts, const int32_t* __restrict__
 // ---- permutation
 // ---------------------------------------------------------------------------------
 
-// hist (nch, e): per-chunk counts -> per-chunk starting ranks within each expert (exclusive over
-// chunks), one warp per expert scanning 32 chunks at a time; offsets[x + 1] = expert x's total.
-__global__ void perm_chunk_scan_kernel(int32_t* __restrict__ hist, int32_t* __restrict__ offsets,
-                                       int nch, int e) {
+// Calls fn(f, id) for the pairs [begin, end) of a warp's chunk, 32 at a time in order (every lane
+// of the warp, f >= end with id -1), loading kIdBatch groups of ids ahead so that their loads
+// overlap. fn may use warp collectives.
+constexpr int kIdBatch = 8;
+template <class F>
+__device__ __forceinline__ void walk_chunk(const int32_t* __restrict__ ids, int64_t begin,
+                                           int64_t end, F&& fn) {
   const int lane = threadIdx.x & 31;
-  const int x = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (x >= e) return;  // the whole warp
-  int carry = 0;
-  for (int c0 = 0; c0 < nch; c0 += 32) {
-    const int c = c0 + lane;
-    const int v = c < nch ? hist[static_cast<int64_t>(c) * e + x] : 0;
-    int incl = v;
+  for (int64_t g0 = begin; g0 < end; g0 += 32 * kIdBatch) {
+    int v[kIdBatch];
 #pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int y = __shfl_up_sync(kFull, incl, o);
-      if (lane >= o) incl += y;
+    for (int b = 0; b < kIdBatch; ++b) {
+      const int64_t f = g0 + b * 32 + lane;
+      v[b] = f < end ? ids[f] : -1;
     }
-    if (c < nch) hist[static_cast<int64_t>(c) * e + x] = carry + incl - v;
-    carry += __shfl_sync(kFull, incl, 31);
+#pragma unroll
+    for (int b = 0; b < kIdBatch; ++b) {
+      const int64_t f0 = g0 + b * 32;
+      if (f0 >= end) break;  // the whole warp
+      fn(f0 + lane, v[b]);
+    }
   }
-  if (lane == 0) offsets[x + 1] = carry;
+}
+
+// hist (nch, e): one warp per chunk writes its row of per-expert counts (zeroing it first, so hist
+// needs no memset); bad ids are reported and not counted. Also zeroes the scan's ticket.
+__global__ void perm_count_kernel(int32_t* __restrict__ hist, int32_t* __restrict__ ticket,
+                                  const int32_t* __restrict__ ids, int64_t m, int64_t k, int e,
+                                  int64_t chunk, int64_t nch, ErrorSink sink) {
+  const int lane = threadIdx.x & 31;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (c == 0 && lane == 0) *ticket = 0;
+  if (c >= nch) return;  // the whole warp
+  int32_t* hc = hist + c * e;
+  for (int x = lane; x < e; x += 32) hc[x] = 0;
+  __syncwarp();  // the zeros are ordered before the other lanes' adds
+  const int64_t end = min(m, (c + 1) * chunk);
+  walk_chunk(ids, c * chunk, end, [&](int64_t f, int id) {
+    if (f < end && (id < 0 || id >= e)) {
+      sink.report(f / k, f % k, id);
+      id = -1;
+    }
+    const unsigned peers = __match_any_sync(kFull, id);
+    if (id >= 0 && lane == __ffs(peers) - 1) atomicAdd(hc + id, static_cast<int>(__popc(peers)));
+  });
 }
 
 // offsets (e + 1): offsets[0] = 0 and offsets[1..e] (the expert totals) -> their inclusive scan,
-// so offsets is the exclusive scan of the totals. One block of kOffsetsThreads.
-constexpr int kOffsetsThreads = 1024;
-__global__ void __launch_bounds__(kOffsetsThreads)
-    perm_offsets_kernel(int32_t* __restrict__ offsets, int e) {
+// so offsets is the exclusive scan of the totals. Run by one whole block; reads the totals through
+// L2 (other blocks wrote them).
+__device__ void scan_offsets(int32_t* __restrict__ offsets, int e) {
   __shared__ int warp_total[32];
   __shared__ int carry;
   if (threadIdx.x == 0) {
@@ -519,7 +543,7 @@ __global__ void __launch_bounds__(kOffsetsThreads)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   for (int b = 0; b < e; b += blockDim.x) {
     const int x = b + threadIdx.x;
-    int v = x < e ? offsets[x + 1] : 0;
+    int v = x < e ? __ldcg(offsets + x + 1) : 0;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const int y = __shfl_up_sync(kFull, v, o);
@@ -543,6 +567,40 @@ __global__ void __launch_bounds__(kOffsetsThreads)
     if (threadIdx.x == blockDim.x - 1) carry = incl;
     __syncthreads();
   }
+}
+
+// hist (nch, e): per-chunk counts -> per-chunk starting ranks within each expert (exclusive over
+// chunks), one warp per expert scanning 32 chunks at a time; offsets[x + 1] = expert x's total.
+// The last block to finish (a ticket, zeroed by perm_count_kernel) then scans the totals into
+// expert_offsets; the result does not depend on which block that is.
+__global__ void perm_chunk_scan_kernel(int32_t* __restrict__ hist, int32_t* __restrict__ offsets,
+                                       int32_t* __restrict__ ticket, int nch, int e) {
+  __shared__ bool last;
+  const int lane = threadIdx.x & 31;
+  const int x = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (x < e) {  // the whole warp
+    int carry = 0;
+    for (int c0 = 0; c0 < nch; c0 += 32) {
+      const int c = c0 + lane;
+      const int v = c < nch ? hist[static_cast<int64_t>(c) * e + x] : 0;
+      int incl = v;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(kFull, incl, o);
+        if (lane >= o) incl += y;
+      }
+      if (c < nch) hist[static_cast<int64_t>(c) * e + x] = carry + incl - v;
+      carry += __shfl_sync(kFull, incl, 31);
+    }
+    if (lane == 0) offsets[x + 1] = carry;
+  }
+  __threadfence();  // this block's totals are visible before its ticket
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(ticket, 1) == static_cast<int>(gridDim.x) - 1;
+  __syncthreads();
+  if (!last) return;  // the whole block
+  __threadfence();
+  scan_offsets(offsets, e);
 }
 
 // One warp per chunk: walks the chunk's pairs in order, 32 at a time; equal experts in a group of
@@ -572,16 +630,11 @@ __global__ void perm_place_kernel(int32_t* __restrict__ perm, int32_t* __restric
   }
   if (c >= nch) return;  // the whole warp
   const int64_t end = min(m, (c + 1) * chunk);
-  int64_t f = c * chunk + lane;
-  int next = f < end ? ids[f] : -1;
-  for (int64_t f0 = c * chunk; f0 < end; f0 += 32, f += 32) {
-    int id = next;
-    next = f + 32 < end ? ids[f + 32] : -1;  // the next group's id, loaded ahead
+  walk_chunk(ids, c * chunk, end, [&](int64_t f, int id) {
     if (f < end && (id < 0 || id >= e)) {
       id = -1;
       pos[f] = -1;
     }
-    if (f >= end) id = -1;
     const unsigned peers = __match_any_sync(kFull, id);
     int rank = 0;
     if (id >= 0) {
@@ -593,7 +646,7 @@ __global__ void perm_place_kernel(int32_t* __restrict__ perm, int32_t* __restric
     __syncwarp();
     if (id >= 0 && lane == __ffs(peers) - 1) hc[id] = rank + __popc(peers);
     __syncwarp();
-  }
+  });
 }
 
 // out[pos[n·K + k]] = in[n] for every k: each row read once, written K times (pos < 0 skipped).
@@ -956,18 +1009,19 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
   // warp, and each expert's scan walks the chunks 32 at a time.
   const int64_t chunk = std::max<int64_t>(256, ((m + 1023) / 1024 + 31) / 32 * 32);
   const int64_t nch = (m + chunk - 1) / chunk;
-  Tensor hist = ctx.empty({nch, e}, DType::i32, "moe_perm_hist");
+  // hist (nch, e) and, after it, the chunk scan's ticket.
+  Tensor hist = ctx.empty({nch * e + 1}, DType::i32, "moe_perm_hist");
   Tensor pos = ctx.empty({m}, DType::i32, "moe_pos");
-  R1_CUDA_CHECK(cudaMemsetAsync(hist.data(), 0, hist.nbytes(), stream));
+  int32_t* ticket = hist.ptr<int32_t>() + nch * e;
   const ErrorSink sink = error_sink(ctx, expert_id_message("moe_permute", e));
   const int ei = static_cast<int>(e);
-  count_kernel<int32_t><<<grid_for(ctx, m, 256), 256, 0, stream>>>(
-      hist.ptr<int32_t>(), topk_idx.ptr<int32_t>(), m, k, ei, chunk, sink);
+  constexpr int kCountWarps = 4;
+  perm_count_kernel<<<static_cast<unsigned>((nch + kCountWarps - 1) / kCountWarps),
+                      kCountWarps * 32, 0, stream>>>(
+      hist.ptr<int32_t>(), ticket, topk_idx.ptr<int32_t>(), m, k, ei, chunk, nch, sink);
   R1_CUDA_CHECK_LAUNCH();
   perm_chunk_scan_kernel<<<static_cast<unsigned>((e + 7) / 8), 256, 0, stream>>>(
-      hist.ptr<int32_t>(), expert_offsets.ptr<int32_t>(), static_cast<int>(nch), ei);
-  R1_CUDA_CHECK_LAUNCH();
-  perm_offsets_kernel<<<1, kOffsetsThreads, 0, stream>>>(expert_offsets.ptr<int32_t>(), ei);
+      hist.ptr<int32_t>(), expert_offsets.ptr<int32_t>(), ticket, static_cast<int>(nch), ei);
   R1_CUDA_CHECK_LAUNCH();
   // Shared running ranks when the block's (warps + 1) rows of E ints fit in 48 KiB.
   int wpb = 4;

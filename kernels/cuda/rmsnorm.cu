@@ -5,15 +5,17 @@
 // pack when the row width is a multiple of the pack and every pointer is 16-byte aligned, else one
 // element. Each thread keeps its first NP units of the row in registers between the reduction and
 // the write (rows wider than NP units per thread re-read the rest from L1/L2), so x (and dy) are
-// read from memory once.
+// read from memory once. The block-per-row backward on packs with every unit in one pass instead
+// streams rows through shared memory with cp.async, two stages deep, so the next row's loads are
+// in flight while the current one is reduced and written (backward_staged_kernel).
 //
-// dw (+=) without atomics: each row group (warp or block) sums dy·x·rstd over the rows it visits in
-// shared memory (each thread its own columns); each block then writes one fp32 (f64 for f64)
-// partial row (a warp-per-row block first adds its warps' rows in warp order) of a (blocks, C)
-// scratch; a second kernel adds the partials in a fixed order. The grouping depends
-// only on the shape and the device (its SM count and occupancy), so results are deterministic. Rows
-// too wide for the registers take dx and dw in separate passes (dw partials over row chunks, then
-// the same fixed-order sum).
+// dw (+=) without atomics: each row group (warp or block) sums dy·x·rstd over the rows it visits,
+// in row order, each thread its own columns (in shared memory, or in registers for the staged
+// kernel); each block then writes one fp32 (f64 for f64) partial row (a warp-per-row block first
+// adds its warps' rows in warp order) of a (blocks, C) scratch; a second kernel adds the partials
+// in a fixed order. The grouping depends only on the shape, the write mode and the device (its SM
+// count and occupancy), so results are deterministic. Rows too wide for the registers take dx and
+// dw in separate passes (dw partials over row chunks, then the same fixed-order sum).
 //
 // Dtypes: x, y (dx, dy) of one dtype T with w (dw) either T or f32 run the typed kernels (computed
 // in acc_t<T>); any other mix (allowed by the front-end, never with f64) runs on f32 stand-ins, as
@@ -21,6 +23,8 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/vec.cuh"
 #include "kernels/rmsnorm.h"
+
+#include <cuda_pipeline.h>
 
 #include <algorithm>
 #include <vector>
@@ -254,6 +258,99 @@ __global__ void __launch_bounds__(512)
   }
 }
 
+// The block-per-row backward for pack-aligned rows whose units all fit one pass (fused dw).
+// Rows stream through shared memory by cp.async, two stages deep: the copies of the block's next
+// row (x, dy and, accumulating, the old dx) are in flight while the current row is reduced and
+// written, so each SM keeps about a row per resident block in flight instead of waiting for each
+// row's loads after the last row's stores. Each thread copies and reads only its own units' slots
+// (no barrier orders the copies; the end-of-row barrier keeps a stage's reads before its next
+// copy). w and the dw partials (Σ dy·x·rstd over the block's rows, in row order) stay in
+// registers; the block writes its partial row to part[blockIdx.x, :] (zeros when it had no row).
+template <class T, class W, int NP>
+__global__ void __launch_bounds__(512)
+    backward_staged_kernel(T* dx, acc_t<T>* part, const T* dy, const T* x, const W* w,
+                           const acc_t<T>* rstd, int64_t n, int c, bool accumulate) {
+  using A = acc_t<T>;
+  constexpr int V = kPack<T>;
+  __shared__ A scratch[32];
+  extern __shared__ __align__(16) unsigned char smem[];
+  Pack<T>* buf = reinterpret_cast<Pack<T>*>(smem);  // [2 stages][planes][units]
+  const int units = c / V, lane = threadIdx.x, gs = blockDim.x, planes = accumulate ? 3 : 2;
+  const auto slot = [&](int s, int plane, int u) {
+    return buf + static_cast<int64_t>(s * planes + plane) * units + u;
+  };
+  // Starts the copies of `row` into stage s (none past the end) and commits them as one group.
+  const auto issue = [&](int64_t row, int s) {
+    if (row < n) {
+      const int64_t base = row * c;
+#pragma unroll
+      for (int k = 0; k < NP; ++k) {
+        const int u = lane + k * gs;
+        if (u >= units) continue;
+        const int64_t off = base + static_cast<int64_t>(u) * V;
+        __pipeline_memcpy_async(slot(s, 0, u), x + off, 16);
+        __pipeline_memcpy_async(slot(s, 1, u), dy + off, 16);
+        if (accumulate) __pipeline_memcpy_async(slot(s, 2, u), dx + off, 16);
+      }
+    }
+    __pipeline_commit();
+  };
+  Vec<W, V> wv[NP];
+  Vec<A, V> dwv[NP];
+#pragma unroll
+  for (int k = 0; k < NP; ++k) {
+    const int u = lane + k * gs;
+    if (u < units) wv[k] = load_vec<W, V>(w + static_cast<int64_t>(u) * V);
+#pragma unroll
+    for (int j = 0; j < V; ++j) dwv[k].v[j] = 0;
+  }
+  const int64_t stride = gridDim.x;
+  int s = 0;
+  issue(blockIdx.x, 0);
+  for (int64_t row = blockIdx.x; row < n; row += stride, s ^= 1) {
+    issue(row + stride, s ^ 1);
+    const A r = static_cast<A>(rstd[row]);
+    __pipeline_wait_prior(1);  // this thread's copies of `row` have landed
+    A dot = 0;
+#pragma unroll
+    for (int k = 0; k < NP; ++k) {
+      const int u = lane + k * gs;
+      if (u >= units) continue;
+      const Pack<T> xv = *slot(s, 0, u), gv = *slot(s, 1, u);
+#pragma unroll
+      for (int j = 0; j < V; ++j) dot += as<A>(wv[k].v[j]) * to_acc(gv.v[j]) * to_acc(xv.v[j]);
+    }
+    dot = block_sum(dot, scratch);
+    const A kk = r * r * dot / static_cast<A>(c);
+    T* dxr = dx + row * c;
+#pragma unroll
+    for (int k = 0; k < NP; ++k) {
+      const int u = lane + k * gs;
+      if (u >= units) continue;
+      const Pack<T> xv = *slot(s, 0, u), gv = *slot(s, 1, u);
+      Pack<T> o;
+      if (accumulate) o = *slot(s, 2, u);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A xj = to_acc(xv.v[j]), gj = to_acc(gv.v[j]);
+        A d = r * (as<A>(wv[k].v[j]) * gj - xj * kk);
+        if (accumulate) d = to_acc(o.v[j]) + d;
+        o.v[j] = from_acc<T>(d);
+        dwv[k].v[j] += gj * xj * r;
+      }
+      store_pack(dxr + static_cast<int64_t>(u) * V, o);
+    }
+    __syncthreads();  // stage s is read; the next iteration's issue overwrites it
+  }
+  __pipeline_wait_prior(0);
+  A* pr = part + static_cast<int64_t>(blockIdx.x) * c;
+#pragma unroll
+  for (int k = 0; k < NP; ++k) {
+    const int u = lane + k * gs;
+    if (u < units) store_vec<A, V>(pr + static_cast<int64_t>(u) * V, dwv[k]);
+  }
+}
+
 constexpr int kColTile = 32, kColSlices = 8;  // column-reduction blocks: 32 columns × 8 slices
 
 // part[group, j] = Σ over rows [group·rows_per, …) of dy·x·rstd (rows too wide for the fused path).
@@ -340,13 +437,20 @@ void backward_typed(const TensorView& dx, const TensorView& dw, const TensorView
   const bool warp = units <= 32 * NP;
   const int threads = warp ? kWarpBlock : row_threads(units, NP, 512);
   const bool fused = warp || units <= NP * threads;
+  // Pack-aligned rows of one block each stream through shared memory (backward_staged_kernel).
+  const bool staged = V == kPack<T> && !warp && fused;
   auto kernel = warp    ? backward_kernel<T, W, A, V, NP, true, true>
                 : fused ? backward_kernel<T, W, A, V, NP, false, true>
                         : backward_kernel<T, W, A, V, NP, false, false>;
+  if constexpr (V == kPack<T>)
+    if (staged) kernel = backward_staged_kernel<T, W, NP>;
   const int64_t rows_per_block = warp ? kWarpBlock / 32 : 1;
-  // dw accumulators: one row per group in shared memory (above the default 48 KB for rows wider
-  // than 12288 bf16 elements).
-  const size_t smem = fused ? static_cast<size_t>(rows_per_block * c) * sizeof(A) : 0;
+  // Staged: two stages of the row's 2 or 3 tensors (at most 192 KB: units <= 4·512). Otherwise
+  // the dw accumulators: one row per group (above the default 48 KB for rows wider than 12288
+  // bf16 elements).
+  const size_t smem = staged  ? size_t{2} * (accumulate ? 3 : 2) * units * sizeof(Pack<T>)
+                      : fused ? static_cast<size_t>(rows_per_block * c) * sizeof(A)
+                              : 0;
   if (smem > 48 * 1024)
     R1_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));

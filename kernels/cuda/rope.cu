@@ -50,8 +50,14 @@ struct RopeArgs {
   int32_t table_rows;  // P
 };
 
-// Heads per thread per batch (all their loads issued before any use) on the fixed-unit path.
-constexpr int kHeadBatch = 4;
+// Units per thread per batch (all their loads issued before any use) on the fixed-unit path: heads
+// of one token, or tokens when a thread has one head per token. A half_split unit holds two packs
+// of x and twice the table entries, so it is not batched (registers, hence occupancy: the
+// launch bounds keep every variant at <= 64 registers without spills).
+template <bool kInterleaved>
+constexpr int kHeadBatch = kInterleaved ? 4 : 1;
+template <bool kInterleaved>
+constexpr int kTokenBatch = kInterleaved ? 2 : 1;
 
 // One unit: rotate V elements (interleaved: V/2 pairs) or V pairs (half_split) by (c, s).
 template <class T, class C, int V, bool kWide, bool kInterleaved>
@@ -89,16 +95,17 @@ struct Unit {
 // Tokens grid-stride over blockIdx.x; the (head, unit) pairs of a token over the block's threads
 // and blockIdx.y. When U divides the block size (U a power of two, as head dims are), thread q
 // keeps unit k = q mod U in every head it visits (heads q / U, + kThreads / U, ...), so it reads
-// its cos/sin entries once per token and then streams kHeadBatch heads at a time; otherwise
+// its cos/sin entries once per token and then streams a batch of heads at a time; otherwise
 // (U = 24 for a 192-wide scalar head, say) each (head, unit) pair is looked up on its own. The
 // position is read once per token; one out of [0, P) is reported by thread 0 and the token left
 // unwritten.
 template <class T, class C, int V, bool kWide, bool kInterleaved>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (1024 threads) per SM: <= 64 registers
     rope_kernel(T* y, const T* x, const C* cos, const C* sin, const int32_t* positions, RopeArgs a,
                 acc_t<T> sign, ErrorSink sink) {
   using U = Unit<T, C, V, kWide, kInterleaved>;
   constexpr int kPairs = U::kPairs;
+  constexpr int kHB = kHeadBatch<kInterleaved>, kTB = kTokenBatch<kInterleaved>;
   const int upr = a.units_per_head;
   // A token whose position is outside the table: thread 0 of its first block reports it.
   auto position = [&](int64_t t, int32_t& p) {
@@ -115,7 +122,7 @@ __global__ void __launch_bounds__(kThreads)
     if (h0 >= a.heads) return;
     const int e0 = k * V, i0 = kInterleaved ? e0 / 2 : e0;
     if (h0 + hstep < a.heads) {
-      // Several heads per token for this thread: the token's cos/sin once, kHeadBatch heads at a
+      // Several heads per token for this thread: the token's cos/sin once, kHB heads at a
       // time.
       for (int64_t t = blockIdx.x; t < a.tokens; t += gridDim.x) {
         int32_t p;
@@ -124,29 +131,29 @@ __global__ void __launch_bounds__(kThreads)
         const Vec<C, kPairs> sv = load_table<C, kPairs, kWide>(sin + int64_t{p} * a.half + i0);
         const T* xt = x + t * a.xs0 + e0;
         T* yt = y + t * a.ys0 + e0;
-        for (int hb = h0; hb < a.heads; hb += hstep * kHeadBatch) {
-          U u[kHeadBatch];
+        for (int hb = h0; hb < a.heads; hb += hstep * kHB) {
+          U u[kHB];
 #pragma unroll
-          for (int i = 0; i < kHeadBatch; ++i) {
+          for (int i = 0; i < kHB; ++i) {
             const int h = hb + i * hstep;
             if (h < a.heads) u[i].load(xt + h * a.xs1, a.half);
           }
 #pragma unroll
-          for (int i = 0; i < kHeadBatch; ++i) {
+          for (int i = 0; i < kHB; ++i) {
             const int h = hb + i * hstep;
             if (h < a.heads) u[i].rotate_store(yt + h * a.ys1, a.half, cv, sv, sign);
           }
         }
       }
     } else {
-      // One head per token (few heads): kHeadBatch tokens at a time instead.
+      // One head per token (few heads): kTB tokens at a time instead.
       const int64_t ts = gridDim.x;
-      for (int64_t tb = blockIdx.x; tb < a.tokens; tb += ts * kHeadBatch) {
-        U u[kHeadBatch];
-        Vec<C, kPairs> cv[kHeadBatch], sv[kHeadBatch];
-        bool ok[kHeadBatch];
+      for (int64_t tb = blockIdx.x; tb < a.tokens; tb += ts * kTB) {
+        U u[kTB];
+        Vec<C, kPairs> cv[kTB], sv[kTB];
+        bool ok[kTB];
 #pragma unroll
-        for (int i = 0; i < kHeadBatch; ++i) {
+        for (int i = 0; i < kTB; ++i) {
           const int64_t t = tb + i * ts;
           int32_t p = 0;
           ok[i] = t < a.tokens && position(t, p);
@@ -156,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
           u[i].load(x + t * a.xs0 + h0 * a.xs1 + e0, a.half);
         }
 #pragma unroll
-        for (int i = 0; i < kHeadBatch; ++i)
+        for (int i = 0; i < kTB; ++i)
           if (ok[i])
             u[i].rotate_store(y + (tb + i * ts) * a.ys0 + h0 * a.ys1 + e0, a.half, cv[i], sv[i],
                               sign);
