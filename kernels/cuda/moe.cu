@@ -656,6 +656,13 @@ __global__ void perm_scatter_kernel(W* __restrict__ out, const W* __restrict__ i
   const int64_t n = blockIdx.x;
   const W* src = in + n * words;
   const int32_t* pn = pos + n * k;
+  // The k destinations once per block (in shared memory when k is small), so no store waits on an
+  // index load; the copies are written with streaming stores (written once, never read here).
+  constexpr int kMaxShared = 64;
+  __shared__ int32_t sp[kMaxShared];
+  const bool shared_pos = k <= kMaxShared;
+  if (shared_pos && static_cast<int>(threadIdx.x) < k) sp[threadIdx.x] = pn[threadIdx.x];
+  __syncthreads();
   constexpr int U = 4;
   for (int64_t w0 = threadIdx.x; w0 < words; w0 += U * static_cast<int64_t>(blockDim.x)) {
     W v[U];
@@ -665,13 +672,13 @@ __global__ void perm_scatter_kernel(W* __restrict__ out, const W* __restrict__ i
       v[u] = w < words ? src[w] : W{};
     }
     for (int kk = 0; kk < k; ++kk) {
-      const int p = pn[kk];
+      const int p = shared_pos ? sp[kk] : pn[kk];
       if (p < 0) continue;
       W* dst = out + static_cast<int64_t>(p) * words;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t w = w0 + static_cast<int64_t>(u) * blockDim.x;
-        if (w < words) dst[w] = v[u];
+        if (w < words) __stcs(dst + w, v[u]);
       }
     }
   }
