@@ -9,7 +9,9 @@ void register_all(CLI::App& app) {
   register_init(app);
   register_inspect(app);
   register_logprobs(app);
+  register_reward(app);
   register_sandbox(app);
   register_tokenize(app);
+  register_verify(app);
 }
 }  // namespace r1kit::apps

@@ -12,6 +12,8 @@ void register_info(CLI::App& app);
 void register_init(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_logprobs(CLI::App& app);
+void register_reward(CLI::App& app);
 void register_sandbox(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_verify(CLI::App& app);
 }  // namespace r1kit::apps

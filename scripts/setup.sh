@@ -26,6 +26,7 @@ packages=(
   libboost-dev                                         # Boost (process, for the sandbox)
   libseccomp-dev zlib1g-dev                            # sandbox: seccomp filters, gzip'd datasets
   libre2-dev libutf8proc-dev libsentencepiece-dev      # tokenizers: regexes, Unicode, SentencePiece
+  libginac-dev libcln-dev libicu-dev                   # rewards: computer algebra (GiNaC on CLN), Unicode scripts
   libgtest-dev                                         # tests
   clang libclang-rt-14-dev                             # libFuzzer target (optional, tests/fuzz)
 )
