@@ -6,6 +6,7 @@ void register_all(CLI::App& app) {
   register_chat_template(app);
   register_convert(app);
   register_info(app);
+  register_generate(app);
   register_init(app);
   register_inspect(app);
   register_logprobs(app);

@@ -9,6 +9,7 @@ void register_all(CLI::App& app);
 void register_chat_template(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_info(CLI::App& app);
+void register_generate(CLI::App& app);
 void register_init(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_logprobs(CLI::App& app);

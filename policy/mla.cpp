@@ -317,6 +317,26 @@ void mla_cache_append(MlaCache& cache, const TensorView& x, const MlaWeights& w,
   }
 }
 
+Tensor mla_query(const TensorView& x, const MlaWeights& w, const ModelConfig& cfg,
+                 const TensorView& positions, const RopeTables& rope, Context& ctx) {
+  MlaSaved s;
+  forward_q(s, x, w, cfg, positions, rope, ctx);
+  return std::move(s.q);
+}
+
+void mla_latent(Tensor& c, Tensor& k_pe, const TensorView& x, const MlaWeights& w,
+                const ModelConfig& cfg, const TensorView& positions, const RopeTables& rope,
+                Context& ctx) {
+  const Dims d = dims_of(cfg, x.shape[0]);
+  MlaSaved s;
+  Tensor k_pe_raw;
+  forward_latent(s, k_pe_raw, x, w, cfg, ctx);
+  k_pe = ctx.empty({d.t, d.dr}, x.dtype, "mla.k_pe");
+  k::rope_forward(k_pe.view().reshape({d.t, 1, d.dr}), k_pe_raw.view().reshape({d.t, 1, d.dr}),
+                  rope.cos, rope.sin, positions, cfg.rope.layout, ctx);
+  c = std::move(s.c);
+}
+
 void mla_decode(const TensorView& y, MlaCache& cache, const TensorView& x, const MlaWeights& w,
                 const MlaAbsorbed& absorbed, const ModelConfig& cfg, const TokenBatch& batch,
                 const RopeTables& rope, Context& ctx) {

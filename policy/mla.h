@@ -125,6 +125,15 @@ void mla_cache_append(MlaCache& cache, const TensorView& x, const MlaWeights& w,
                       const ModelConfig& cfg, const TokenBatch& batch, const RopeTables& rope,
                       Context& ctx);
 
+// The projections the absorbed forms share (the paged cache of policy/decode.h uses them too):
+// the query (T, H, Dqk) with RoPE on its q_pe part, and each token's normalised latent c (T, Rkv)
+// and roped shared key k_pe (T, Dr), what a decode cache holds. positions (T) i32 on the device.
+Tensor mla_query(const TensorView& x, const MlaWeights& w, const ModelConfig& cfg,
+                 const TensorView& positions, const RopeTables& rope, Context& ctx);
+void mla_latent(Tensor& c, Tensor& k_pe, const TensorView& x, const MlaWeights& w,
+                const ModelConfig& cfg, const TensorView& positions, const RopeTables& rope,
+                Context& ctx);
+
 // One decode step: batch holds exactly one new token per sequence (x (B, C) their hidden states,
 // positions in batch.positions). Appends each token to the cache, then attends in the absorbed
 // form over everything the sequence's cache holds. y (B, C) overwritten. Saves nothing.

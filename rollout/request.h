@@ -1,7 +1,7 @@
 // What the rollout engine is asked for and what it returns: a prompt (token ids, text, or chat
 // messages), sampling parameters with n samples, and one Completion per sample; plus the JSONL
-// rows of `r1kit generate`. Not built yet: encoding text/messages into prompt_ids (tokenizer and
-// chat template, as apps/cmd_logprobs.cpp does), the engine, the sampler and the CLI.
+// rows of `r1kit generate`. The engine is rollout/engine.h; `r1kit generate`
+// (apps/cmd_generate.cpp) encodes text and messages prompts into prompt_ids.
 #pragma once
 
 #include <cstdint>

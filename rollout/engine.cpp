@@ -1,0 +1,387 @@
+// The rollout engine's scheduler (rollout/engine.h): admission under the block budget, chunked
+// prefill, batched decode, forking of a request's samples, stop handling, preemption by recompute.
+#include "rollout/engine.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include "core/error.h"
+#include "kernels/sampling.h"
+#include "policy/policy.h"
+#include "rollout/stop.h"
+
+namespace r1kit::rollout {
+
+namespace {
+
+// One sequence: an unforked request (group_n = n > 1 until its prompt is prefilled) or a sample.
+struct Seq {
+  size_t req = 0;
+  int64_t sample = 0;
+  int64_t group_n = 1;
+  SeqId id = 0;
+  int64_t stamp = 0;            // admission order: the largest is the youngest
+  std::vector<int32_t> tokens;  // prompt + generated
+  int64_t prompt_len = 0;
+  int64_t cached = 0;  // tokens whose K/V the cache holds
+  int64_t limit = 0;   // tokens.size() at which generation stops (length)
+  Completion out;
+  std::unique_ptr<policy::StreamDecoder> dec;
+  std::unique_ptr<StopMatcher> stop;
+  bool done = false;
+};
+
+struct Entry {
+  Seq* seq;
+  int64_t chunk;
+};
+
+// The sampling key shared by rows that one sample_forward call can draw together.
+using SampleKey = std::tuple<double, int64_t, double, double, uint64_t>;
+
+SampleKey sample_key(const SamplingParams& p) {
+  return {p.temperature, p.top_k, p.top_p, p.min_p, p.seed};
+}
+
+}  // namespace
+
+Engine::Engine(policy::Policy& policy, const policy::Tokenizer* tokenizer,
+               const EngineOptions& opts, Context& ctx)
+    : policy_(policy),
+      tok_(tokenizer),
+      opts_(opts),
+      ctx_(ctx),
+      fwd_(policy, ctx),
+      cache_(policy::PagedKvCache::make(
+          policy.config(),
+          policy::KvCacheSpec{opts.num_blocks, opts.block_size, policy.options().dtype}, ctx)),
+      alloc_(opts.block_size, opts.num_blocks) {
+  R1_CHECK(opts.max_batch_tokens >= 1, "[engine] max_batch_tokens must be >= 1, got {}",
+           opts.max_batch_tokens);
+  R1_CHECK(opts.max_sequences >= 1, "[engine] max_sequences must be >= 1, got {}",
+           opts.max_sequences);
+  if (tok_) eos_ = tok_->eos_ids();
+  eos_.insert(eos_.end(), opts.extra_eos.begin(), opts.extra_eos.end());
+}
+
+Engine::~Engine() = default;
+
+void Engine::refresh_weights() {
+  fwd_.refresh_weights(ctx_);
+}
+
+std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests,
+                                            const StepCallback& on_step) {
+  const policy::ModelConfig& cfg = policy_.config();
+  const int64_t V = cfg.vocab_size;
+  const int64_t max_pos = cfg.max_position_embeddings;
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) moe_layers += cfg.is_moe_layer(l) ? 1 : 0;
+  const int64_t K = cfg.is_moe() ? cfg.num_experts_per_tok() : 0;
+  const int64_t LK = moe_layers * K;
+
+  std::vector<RequestOutput> outputs(requests.size());
+  std::vector<std::unique_ptr<Seq>> seqs;
+  std::deque<Seq*> waiting;
+  std::vector<Seq*> running;  // in stamp order
+  SeqId next_id = 0;
+  int64_t next_stamp = 0;
+
+  auto new_seq = [&](size_t req) {
+    auto s = std::make_unique<Seq>();
+    s->req = req;
+    s->id = next_id++;
+    const SamplingParams& sp = requests[req].sampling;
+    if (tok_) s->dec = std::make_unique<policy::StreamDecoder>(*tok_, policy::DecodeOptions{true});
+    s->stop = std::make_unique<StopMatcher>(sp.stop, sp.include_stop_str_in_output);
+    s->out.expert_layers = LK > 0 ? moe_layers : 0;
+    s->out.experts_per_token = LK > 0 ? K : 0;
+    seqs.push_back(std::move(s));
+    return seqs.back().get();
+  };
+
+  // Prompts, validated; a request that cannot run gets its error and no sequence.
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const Request& q = requests[r];
+    const std::string where = fmt::format("request {}", r);
+    try {
+      q.validate(where);
+      std::vector<int32_t> ids;
+      if (q.prompt_kind == PromptKind::token_ids) {
+        ids = q.prompt_ids;
+      } else if (q.prompt_kind == PromptKind::text) {
+        R1_CHECK(tok_, "{}: a text prompt needs the model's tokenizer (give prompt_ids)", where);
+        ids = tok_->encode(q.prompt);
+        R1_CHECK(!ids.empty(),
+                 "{}: the prompt is empty and the tokenizer adds no BOS: there is no token to "
+                 "start from",
+                 where);
+      } else {
+        R1_THROW("{}: messages must be rendered with the chat template and encoded first", where);
+      }
+      for (size_t i = 0; i < ids.size(); ++i)
+        R1_CHECK(ids[i] >= 0 && ids[i] < V,
+                 "{}: prompt token {} (position {}) is outside the model's vocabulary [0, {})",
+                 where, ids[i], i, V);
+      if (!q.sampling.stop.empty())
+        R1_CHECK(tok_, "{}: stop strings need the model's tokenizer", where);
+      const int64_t P = static_cast<int64_t>(ids.size());
+      R1_CHECK(P < max_pos,
+               "{}: the prompt has {} tokens, but the model's context is {} positions "
+               "(max_position_embeddings) and a new token needs one more: shorten the prompt",
+               where, P, max_pos);
+      const int64_t limit = std::min(P + q.sampling.max_new_tokens, max_pos);
+      const int64_t need = alloc_.blocks_for_tokens(limit);
+      R1_CHECK(need <= alloc_.num_blocks(),
+               "{}: the prompt ({} tokens) plus max_new_tokens ({}) needs {} KV blocks of {} "
+               "tokens, but the pool has {}: raise the block budget (--kv-blocks)",
+               where, P, q.sampling.max_new_tokens, need, alloc_.block_size(), alloc_.num_blocks());
+      R1_CHECK(limit < (int64_t{1} << 32), "{}: positions must stay below 2^32", where);
+      outputs[r].completions.resize(static_cast<size_t>(q.sampling.n));
+      Seq* s = new_seq(r);
+      s->group_n = q.sampling.n;
+      s->tokens = std::move(ids);
+      s->prompt_len = P;
+      s->limit = limit;
+      waiting.push_back(s);
+    } catch (Error& e) {
+      outputs[r].error = e.what();
+      outputs[r].completions.clear();
+    }
+  }
+
+  auto remove_running = [&](Seq* s) {
+    running.erase(std::find(running.begin(), running.end(), s));
+  };
+  std::vector<Entry> entries;
+  // Frees the youngest running sequence's blocks and requeues it at the front for recompute.
+  auto preempt_youngest = [&]() -> Seq* {
+    Seq* v = running.back();
+    alloc_.free(v->id);
+    v->cached = 0;
+    running.pop_back();
+    entries.erase(
+        std::remove_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.seq == v; }),
+        entries.end());
+    waiting.push_front(v);
+    ++stats_.preemptions;
+    return v;
+  };
+  // Blocks for `chunk` more tokens of s, preempting the youngest sequences while the pool is short;
+  // false when s itself was preempted.
+  auto reserve = [&](Seq* s, int64_t chunk) {
+    while (!alloc_.can_append(s->id, chunk))
+      if (preempt_youngest() == s) return false;
+    const AppendResult res = alloc_.append(s->id, chunk);
+    if (res.copy) {
+      cache_.copy_block(res.copy->src, res.copy->dst, res.copy->num_tokens, ctx_);
+      ++stats_.copy_on_writes;
+    }
+    return true;
+  };
+
+  // Completes a sequence: flushes its text and returns its completion to the request's output.
+  auto finish = [&](Seq* s, FinishReason reason) {
+    s->done = true;
+    s->out.finish_reason = reason;
+    if (s->dec && !s->stop->stopped()) {
+      if (reason != FinishReason::stop) {
+        const std::string rest = s->dec->finish();
+        if (!rest.empty()) s->stop->feed(rest);
+      }
+      if (!s->stop->stopped()) s->stop->finish();
+    }
+    s->out.text = s->stop->text();
+    alloc_.free(s->id);
+    remove_running(s);
+    outputs[s->req].completions[static_cast<size_t>(s->sample)] = std::move(s->out);
+  };
+
+  auto is_in = [](const std::vector<int32_t>& v, int32_t t) {
+    return std::find(v.begin(), v.end(), t) != v.end();
+  };
+  // Appends a drawn token; true when the sequence is finished.
+  auto accept = [&](Seq* s, int32_t token, float logprob, const int32_t* experts) {
+    const SamplingParams& sp = requests[s->req].sampling;
+    s->tokens.push_back(token);
+    s->out.token_ids.push_back(token);
+    s->out.logprobs.push_back(logprob);
+    if (experts) s->out.experts.insert(s->out.experts.end(), experts, experts + LK);
+    ++stats_.generated_tokens;
+    std::optional<FinishReason> reason;
+    if (is_in(sp.stop_token_ids, token)) {
+      reason = FinishReason::stop;
+    } else if (!sp.ignore_eos && is_in(eos_, token)) {
+      reason = FinishReason::eos;
+    } else {
+      if (s->dec) {
+        const std::string piece = s->dec->push(token);
+        if (!piece.empty()) s->stop->feed(piece);
+      }
+      if (s->stop->stopped())
+        reason = FinishReason::stop;
+      else if (static_cast<int64_t>(s->tokens.size()) >= s->limit)
+        reason = FinishReason::length;
+    }
+    if (reason) finish(s, *reason);
+    return reason.has_value();
+  };
+
+  while (!waiting.empty() || !running.empty()) {
+    entries.clear();
+    int64_t budget = opts_.max_batch_tokens;
+    // Decodes first (one token each), then the chunks of prompts being prefilled, oldest first.
+    for (const bool decode : {true, false}) {
+      const std::vector<Seq*> order = running;
+      for (Seq* s : order) {
+        if (budget == 0 || static_cast<int64_t>(entries.size()) >= opts_.max_sequences) break;
+        if (std::find(running.begin(), running.end(), s) == running.end()) continue;
+        const int64_t rem = static_cast<int64_t>(s->tokens.size()) - s->cached;
+        if ((rem == 1) != decode) continue;
+        const int64_t chunk = std::min(rem, budget);
+        if (!reserve(s, chunk)) continue;
+        entries.push_back({s, chunk});
+        budget -= chunk;
+      }
+    }
+    // Admission while the pool holds the whole prompt (and a block per sample to grow into).
+    while (!waiting.empty() && budget > 0 &&
+           static_cast<int64_t>(entries.size()) < opts_.max_sequences &&
+           static_cast<int64_t>(running.size()) < opts_.max_sequences) {
+      Seq* s = waiting.front();
+      const int64_t len = static_cast<int64_t>(s->tokens.size());
+      if (!alloc_.can_admit(len, running.empty() ? 0 : s->group_n)) break;
+      waiting.pop_front();
+      alloc_.add_sequence(s->id, 0);
+      s->cached = 0;
+      s->stamp = next_stamp++;
+      running.push_back(s);
+      const int64_t chunk = std::min(len, budget);
+      if (!reserve(s, chunk)) break;  // cannot happen after can_admit; requeued if it does
+      entries.push_back({s, chunk});
+      budget -= chunk;
+    }
+    R1_CHECK(!entries.empty(), "[engine] no sequence could be scheduled ({} waiting, {} running)",
+             waiting.size(), running.size());
+    stats_.peak_used_blocks = std::max(stats_.peak_used_blocks, alloc_.num_used_blocks());
+    stats_.peak_batch_sequences =
+        std::max(stats_.peak_batch_sequences, static_cast<int64_t>(entries.size()));
+    if (on_blocks) on_blocks(alloc_);
+
+    policy::CachedBatch batch;
+    for (const Entry& e : entries) {
+      const auto first = e.seq->tokens.begin() + e.seq->cached;
+      batch.tokens.insert(batch.tokens.end(), first, first + e.chunk);
+      batch.cached_len.push_back(e.seq->cached);
+      batch.new_len.push_back(e.chunk);
+      batch.block_tables.push_back(alloc_.block_table(e.seq->id));
+    }
+    const policy::CachedOutput out = fwd_.step(batch, cache_, ctx_);
+    ++stats_.steps;
+
+    // Rows to sample: (entry, sample index, stream, position), grouped by sampling key.
+    struct Row {
+      size_t entry;
+      int64_t sample;
+    };
+    std::map<SampleKey, std::vector<Row>> groups;
+    int64_t offset = 0;
+    std::vector<int64_t> last_row(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      Seq* s = entries[i].seq;
+      s->cached += entries[i].chunk;
+      offset += entries[i].chunk;
+      last_row[i] = offset - 1;
+      (entries[i].chunk == 1 ? stats_.decode_tokens : stats_.prefill_tokens) += entries[i].chunk;
+      if (s->cached != static_cast<int64_t>(s->tokens.size())) continue;
+      auto& g = groups[sample_key(requests[s->req].sampling)];
+      for (int64_t j = 0; j < s->group_n; ++j) g.push_back({i, s->group_n > 1 ? j : s->sample});
+    }
+    // tokens/logprobs per (entry, sample)
+    std::map<std::pair<size_t, int64_t>, std::pair<int32_t, float>> drawn;
+    for (const auto& [key, rows] : groups) {
+      const int64_t B = static_cast<int64_t>(rows.size());
+      Tensor logits = ctx_.empty({B, V}, out.logits.dtype(), "sample_logits");
+      Tensor counters({B, 2}, DType::i64, ctx_.host_allocator(), "rng_counters");
+      for (int64_t b = 0; b < B; ++b) {
+        const Row& row = rows[static_cast<size_t>(b)];
+        const Seq* s = entries[row.entry].seq;
+        const int64_t src = static_cast<int64_t>(row.entry);
+        ctx_.copy(logits.view().slice(b, b + 1), out.logits.view().slice(src, src + 1));
+        const Request& q = requests[s->req];
+        counters.ptr<int64_t>()[2 * b] = static_cast<int64_t>(q.index) * q.sampling.n + row.sample;
+        counters.ptr<int64_t>()[2 * b + 1] = static_cast<int64_t>(s->tokens.size());
+      }
+      Tensor dcounters = ctx_.empty({B, 2}, DType::i64, "rng_counters");
+      ctx_.copy(dcounters, counters);
+      Tensor tokens = ctx_.empty({B}, DType::i32, "tokens");
+      Tensor lp = ctx_.empty({B}, DType::f32, "token_logprob");
+      kernels::SamplingParams kp;
+      kp.temperature = std::get<0>(key);
+      kp.top_k = std::get<1>(key);
+      kp.top_p = std::get<2>(key);
+      kp.min_p = std::get<3>(key);
+      kernels::sample_forward(tokens, lp, logits, dcounters, kp, std::get<4>(key), ctx_);
+      Tensor htok({B}, DType::i32, ctx_.host_allocator(), "tokens");
+      Tensor hlp({B}, DType::f32, ctx_.host_allocator(), "token_logprob");
+      ctx_.copy(htok, tokens);
+      ctx_.copy(hlp, lp);
+      for (int64_t b = 0; b < B; ++b) {
+        const Row& row = rows[static_cast<size_t>(b)];
+        drawn[{row.entry, row.sample}] = {htok.ptr<int32_t>()[b], hlp.ptr<float>()[b]};
+      }
+    }
+
+    int64_t finished = 0, new_tokens = 0;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      Seq* s = entries[i].seq;
+      if (s->cached != static_cast<int64_t>(s->tokens.size())) continue;
+      const int32_t* experts =
+          LK > 0 ? out.experts.data() + static_cast<size_t>(last_row[i] * LK) : nullptr;
+      // Fork the samples of a request whose prompt is now cached: they share its blocks.
+      std::vector<Seq*> samples = {s};
+      if (s->group_n > 1) {
+        for (int64_t j = 1; j < s->group_n; ++j) {
+          Seq* c = new_seq(s->req);
+          c->sample = j;
+          c->tokens = s->tokens;
+          c->prompt_len = s->prompt_len;
+          c->cached = s->cached;
+          c->limit = s->limit;
+          c->stamp = next_stamp++;
+          alloc_.fork(s->id, c->id);
+          running.push_back(c);
+          samples.push_back(c);
+        }
+        s->group_n = 1;
+      }
+      for (Seq* t : samples) {
+        const auto [token, logprob] = drawn.at({i, t->sample});
+        ++new_tokens;
+        if (accept(t, token, logprob, experts)) ++finished;
+      }
+    }
+    // Keep `running` in stamp order (forked children got the newest stamps).
+    std::stable_sort(running.begin(), running.end(),
+                     [](const Seq* a, const Seq* b) { return a->stamp < b->stamp; });
+    if (on_step) on_step(finished, new_tokens);
+  }
+  return outputs;
+}
+
+std::vector<std::vector<Completion>> generate(Engine& engine, const std::vector<Request>& requests,
+                                              const StepCallback& on_step) {
+  std::vector<RequestOutput> outs = engine.generate(requests, on_step);
+  std::vector<std::vector<Completion>> result;
+  result.reserve(outs.size());
+  for (RequestOutput& o : outs) {
+    if (!o.ok()) R1_THROW("[generate] {}", o.error);
+    result.push_back(std::move(o.completions));
+  }
+  return result;
+}
+
+}  // namespace r1kit::rollout

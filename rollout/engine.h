@@ -1,0 +1,104 @@
+// The rollout engine: continuous batching over a paged KV cache (policy/decode.h). A scheduler
+// admits requests while the block budget allows, runs chunked prefill and batched decode steps
+// through CachedForward::step, forks the n samples of a request once its prompt is prefilled (they
+// share the prompt's blocks; a shared partial block is copied on write), retires finished sequences
+// at once and, when blocks run out, preempts the youngest sequence by recompute (its blocks are
+// freed and it is requeued with its generated tokens appended to its prompt).
+//
+// Reproducibility: the token at position p of sample s of request r is drawn by
+// kernels::sample_forward with Philox counters (stream = r.index * n + s, position = p), so it
+// depends on (seed, r.index, s, p, logits) only, never on the batch or on scheduling.
+// Completion::experts[t] (MoE): the experts routed at the position whose logits token t was drawn
+// from (the last prompt token for t = 0, token t - 1 after that), over the MoE layers.
+// EOS: the tokenizer's eos_ids() plus EngineOptions::extra_eos (none without a tokenizer).
+// Not built yet: swap-out preemption, prefix caching across requests, CUDA graphs for decode steps,
+// one batched sample_forward over rows of different sampling parameters (rows are grouped by
+// parameters; a group's logits rows are gathered one copy each).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/context.h"
+#include "policy/decode.h"
+#include "policy/tokenizer.h"
+#include "rollout/kv_blocks.h"
+#include "rollout/request.h"
+
+namespace r1kit::policy {
+class Policy;
+}
+
+namespace r1kit::rollout {
+
+struct EngineOptions {
+  int64_t num_blocks = 4096;       // KV blocks in the pool (the memory budget)
+  int64_t block_size = 16;         // token slots per block
+  int64_t max_batch_tokens = 512;  // tokens per step: decodes plus prefill chunks
+  int64_t max_sequences = 256;     // sequences in one step
+  std::vector<int32_t> extra_eos;  // EOS ids besides the tokenizer's (models without one)
+};
+
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t prefill_tokens = 0;  // tokens run in steps that did not sample (chunks) or sampled
+  int64_t decode_tokens = 0;   //   after one new token (decodes)
+  int64_t generated_tokens = 0;
+  int64_t preemptions = 0;     // sequences freed and requeued for recompute
+  int64_t copy_on_writes = 0;  // shared partial blocks copied
+  int64_t peak_used_blocks = 0;
+  int64_t peak_batch_sequences = 0;
+};
+
+// One request's outcome: n completions in sample order, or an error (the prompt does not fit).
+struct RequestOutput {
+  std::vector<Completion> completions;
+  std::string error;
+  bool ok() const { return error.empty(); }
+};
+
+// Called after each step: sequences finished in it and tokens sampled in it.
+using StepCallback = std::function<void(int64_t finished_sequences, int64_t new_tokens)>;
+
+class Engine {
+ public:
+  // `tokenizer` (may be null): text of completions, EOS ids, stop strings, text prompts. Both the
+  // policy and the tokenizer must outlive the engine.
+  Engine(policy::Policy& policy, const policy::Tokenizer* tokenizer, const EngineOptions& opts,
+         Context& ctx);
+  ~Engine();
+
+  // Runs the requests to completion; outputs in request order. Requests must have token-id or
+  // text prompts (messages are rendered and encoded by the caller).
+  std::vector<RequestOutput> generate(const std::vector<Request>& requests,
+                                      const StepCallback& on_step = {});
+  // After the policy's weights changed (an optimizer step): rebuilds what the cache derives.
+  void refresh_weights();
+
+  const EngineStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = {}; }
+  const KvBlockAllocator& allocator() const { return alloc_; }
+  const EngineOptions& options() const { return opts_; }
+  // Called after each step's block appends, before the forward (tests inspect sharing here).
+  std::function<void(const KvBlockAllocator&)> on_blocks;
+
+ private:
+  policy::Policy& policy_;
+  const policy::Tokenizer* tok_;
+  EngineOptions opts_;
+  Context& ctx_;
+  policy::CachedForward fwd_;
+  policy::PagedKvCache cache_;
+  KvBlockAllocator alloc_;
+  std::vector<int32_t> eos_;
+  EngineStats stats_;
+};
+
+// generate() that throws for the first request whose output is an error.
+std::vector<std::vector<Completion>> generate(Engine& engine, const std::vector<Request>& requests,
+                                              const StepCallback& on_step = {});
+
+}  // namespace r1kit::rollout
