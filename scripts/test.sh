@@ -22,7 +22,7 @@ case "$mode" in
       -DR1KIT_SANITIZE=ON -DR1KIT_CUDA=OFF -DR1KIT_BUILD_BENCH=OFF
     cmake --build build-asan -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp" \
+      LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp":print_suppressions=0 \
       ctest --test-dir build-asan -L cpu --output-on-failure -j "$jobs"
     ;;
   --gpu)
