@@ -119,7 +119,8 @@ void run_generate(GenerateArgs a) {
   records.reserve(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     if (!outs[i].ok()) R1_THROW("{}: {}", wheres[i], outs[i].error);
-    records.push_back(rollout::generate_output_row(rows[i], outs[i].completions));
+    records.push_back(
+        rollout::generate_output_row(rows[i], outs[i].completions, outs[i].prompt_experts));
   }
   write_jsonl_file_atomic(a.out, records);
   const rollout::EngineStats& st = engine.stats();

@@ -141,6 +141,7 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
                where, P, q.sampling.max_new_tokens, need, alloc_.block_size(), alloc_.num_blocks());
       R1_CHECK(limit < (int64_t{1} << 32), "{}: positions must stay below 2^32", where);
       outputs[r].completions.resize(static_cast<size_t>(q.sampling.n));
+      if (LK > 0) outputs[r].prompt_experts.resize(static_cast<size_t>((P - 1) * LK));
       Seq* s = new_seq(r);
       s->group_n = q.sampling.n;
       s->tokens = std::move(ids);
@@ -292,6 +293,17 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
     std::vector<int64_t> last_row(entries.size());
     for (size_t i = 0; i < entries.size(); ++i) {
       Seq* s = entries[i].seq;
+      // The prompt's routing, from its first prefill (sample 0 before the fork; a recompute after
+      // a preemption rewrites the same positions).
+      if (LK > 0 && s->sample == 0 && s->cached < s->prompt_len - 1) {
+        std::vector<int32_t>& pe = outputs[s->req].prompt_experts;
+        const int64_t end = std::min(s->cached + entries[i].chunk, s->prompt_len - 1);
+        for (int64_t p = s->cached; p < end; ++p) {
+          const int32_t* src =
+              out.experts.data() + static_cast<size_t>((offset + p - s->cached) * LK);
+          std::copy(src, src + LK, pe.begin() + p * LK);
+        }
+      }
       s->cached += entries[i].chunk;
       offset += entries[i].chunk;
       last_row[i] = offset - 1;
@@ -370,6 +382,45 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
     if (on_step) on_step(finished, new_tokens);
   }
   return outputs;
+}
+
+std::vector<Tensor> replay_experts(const policy::ModelConfig& cfg, const RequestOutput& out,
+                                   size_t sample, Allocator& host) {
+  R1_CHECK(out.ok(), "[replay_experts] the request failed: {}", out.error);
+  R1_CHECK(sample < out.completions.size(), "[replay_experts] sample {} of {}", sample,
+           out.completions.size());
+  const Completion& c = out.completions[sample];
+  std::vector<Tensor> views;
+  if (!cfg.is_moe()) return views;
+  const int64_t K = cfg.num_experts_per_tok(), L = c.expert_layers,
+                n = static_cast<int64_t>(c.token_ids.size());
+  const int64_t p1 = static_cast<int64_t>(out.prompt_experts.size()) / std::max<int64_t>(L * K, 1);
+  R1_CHECK(L > 0 && c.experts_per_token == K &&
+               static_cast<int64_t>(out.prompt_experts.size()) == p1 * L * K &&
+               static_cast<int64_t>(c.experts.size()) == n * L * K,
+           "[replay_experts] the completion's experts ({} layers × {}) do not fit the model's {} "
+           "experts per token",
+           L, c.experts_per_token, K);
+  R1_CHECK(n >= 1, "[replay_experts] the completion has no tokens");
+  const int64_t T = p1 + 1 + n;  // prompt (P = p1 + 1) + completion
+  int64_t j = 0;                 // MoE layer index
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    if (!cfg.is_moe_layer(l)) {
+      views.emplace_back();
+      continue;
+    }
+    Tensor t({T, K}, DType::i32, host, fmt::format("replay_topk_idx.{}", l));
+    int32_t* d = t.ptr<int32_t>();
+    for (int64_t p = 0; p < T - 1; ++p) {
+      const int32_t* src = p < p1 ? out.prompt_experts.data() + (p * L + j) * K
+                                  : c.experts.data() + ((p - p1) * L + j) * K;
+      std::copy(src, src + K, d + p * K);
+    }
+    std::copy(d + (T - 2) * K, d + (T - 1) * K, d + (T - 1) * K);
+    views.push_back(std::move(t));
+    ++j;
+  }
+  return views;
 }
 
 std::vector<std::vector<Completion>> generate(Engine& engine, const std::vector<Request>& requests,

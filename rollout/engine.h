@@ -56,9 +56,21 @@ struct EngineStats {
 // One request's outcome: n completions in sample order, or an error (the prompt does not fit).
 struct RequestOutput {
   std::vector<Completion> completions;
+  // MoE policies: (P − 1, L, K) experts routed at prompt positions 0 .. P − 2 during the prefill
+  // (position P − 1 starts each completion's `experts`); empty for dense policies.
+  std::vector<int32_t> prompt_experts;
   std::string error;
   bool ok() const { return error.empty(); }
 };
+
+// Router replay for the training forward over prompt + completion `sample` (T = P + n tokens):
+// per main decoder layer, a (T, K) i32 host tensor of the experts the engine routed each position
+// to (undefined tensors for dense layers; an empty vector for dense policies) — prompt positions
+// from prompt_experts, positions P − 1 .. T − 2 from the completion's experts, and the last token
+// (never run by the engine; its output is no log-prob) repeating the row before it. These are
+// ForwardOptions::replay_topk_idx's tensors.
+std::vector<Tensor> replay_experts(const policy::ModelConfig& cfg, const RequestOutput& out,
+                                   size_t sample, Allocator& host);
 
 // Called after each step: sequences finished in it and tokens sampled in it.
 using StepCallback = std::function<void(int64_t finished_sequences, int64_t new_tokens)>;

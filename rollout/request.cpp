@@ -249,13 +249,30 @@ Json to_json(const Request& r) {
   return j;
 }
 
-Json generate_output_row(const Json& input_row, const std::vector<Completion>& completions) {
+Json generate_output_row(const Json& input_row, const std::vector<Completion>& completions,
+                         const std::vector<int32_t>& prompt_experts) {
   R1_CHECK(input_row.is_object() && !input_row.contains("completions"),
            "[generate] the input row must be an object without 'completions'");
   Json out = input_row;
   Json list = Json::array();
   for (const auto& c : completions) list.push_back(to_json(c));
   out["completions"] = std::move(list);
+  if (!completions.empty() && completions[0].expert_layers > 0) {
+    const int64_t L = completions[0].expert_layers, K = completions[0].experts_per_token;
+    R1_CHECK(K > 0 && static_cast<int64_t>(prompt_experts.size()) % (L * K) == 0,
+             "[generate] prompt_experts holds {} ids, not a multiple of {} layers × {}",
+             prompt_experts.size(), L, K);
+    Json rows = Json::array();
+    for (size_t i = 0; i < prompt_experts.size(); i += static_cast<size_t>(L * K)) {
+      Json layers = Json::array();
+      for (int64_t l = 0; l < L; ++l) {
+        const auto first = prompt_experts.begin() + static_cast<std::ptrdiff_t>(i + l * K);
+        layers.push_back(std::vector<int32_t>(first, first + K));
+      }
+      rows.push_back(std::move(layers));
+    }
+    out["prompt_experts"] = std::move(rows);
+  }
   return out;
 }
 

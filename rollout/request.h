@@ -86,7 +86,10 @@ Completion completion_from_json(const Json& j, std::string_view where);
 Request request_from_json(const Json& row, const SamplingParams& defaults, std::string_view where);
 // The prompt field and the full "sampling" object (request_from_json reads it back).
 Json to_json(const Request& r);
-// The output row: the input row's fields plus "completions".
-Json generate_output_row(const Json& input_row, const std::vector<Completion>& completions);
+// The output row: the input row's fields plus "completions" and, for MoE policies,
+// "prompt_experts" ([P − 1][L][K]: the routing of prompt positions 0 .. P − 2, for router replay;
+// RequestOutput::prompt_experts).
+Json generate_output_row(const Json& input_row, const std::vector<Completion>& completions,
+                         const std::vector<int32_t>& prompt_experts = {});
 
 }  // namespace r1kit::rollout

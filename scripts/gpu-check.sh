@@ -4,28 +4,36 @@
 # CPU suite as a cross-check), run the kernel and GEMM benchmarks, and write logs and JSON results
 # into RESULTS_DIR (at most 8 files, so a results folder can be shipped back whole).
 #
-# Usage: scripts/gpu-check.sh [--gpu-only] [--filter GTEST_FILTER] [--no-bench] RESULTS_DIR [ARCH]
+# Usage: scripts/gpu-check.sh [--gpu-only] [--filter GTEST_FILTER] [--no-bench] [--bench LIST]
+#                             RESULTS_DIR [ARCH]
 #   ARCH: CMAKE_CUDA_ARCHITECTURES (default 90a: the H200's Hopper target)
 #   --gpu-only  skip the CPU test suite and the CPU benchmark (saves device time)
 #   --filter F  run only GPU tests whose ctest name matches the regex F
 #   --no-bench  tests only
+#   --bench L   the benchmarks to run, comma-separated: kernels, gemm, rollout (default
+#               kernels,gemm). rollout: `r1kit init` writes random bf16 checkpoints in the shapes
+#               of Qwen2.5-0.5B and dsv3-mini under /tmp, then bench/rollout_bench and, where
+#               python3 has torch and transformers, bench/hf_generate.py run on each.
 # Environment: R1KIT_DEBS, a folder of .deb files (default .debs/, filled by
 #   scripts/fetch-gpu-debs.sh on a machine with network): unpacked with dpkg -x into the build folder
 #   when the host lacks the RE2, utf8proc or SentencePiece headers, and put on the compiler/CMake
 #   search paths.
 # Results: summary.txt (machine, versions, test totals), build.log, gpu_tests.log, gpu_tests.xml
-#   (JUnit), cpu_tests.log, bench_cuda.jsonl, bench_gemm.jsonl, bench_cpu.jsonl.
+#   (JUnit), cpu_tests.log, bench_cuda.jsonl, bench_gemm.jsonl, bench_cpu.jsonl,
+#   bench_rollout.jsonl (8 files at most, so that --gpu-only runs leave room for all benchmarks).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 gpu_only=0
 bench=1
 filter=""
+benches=kernels,gemm
 while [ $# -gt 0 ]; do
   case "$1" in
     --gpu-only) gpu_only=1 ;;
     --no-bench) bench=0 ;;
     --filter) filter="$2"; shift ;;
+    --bench) benches="$2"; shift ;;
     -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -93,7 +101,7 @@ fi
 t0=$(date +%s)
 targets=()
 # --gpu-only builds what it runs: the GPU suite and the two benchmarks.
-[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench)
+[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench rollout_bench r1kit)
 if ! cmake --build "$build" -j "$jobs" "${targets[@]}" >> "$out/build.log" 2>&1; then
   echo "gpu-check: build failed (see build.log)"; grep -E 'error|FAILED' "$out/build.log" | head -30; exit 1
 fi
@@ -112,10 +120,34 @@ if [ "$gpu_only" = 0 ]; then
 fi
 
 # --- benchmarks ---------------------------------------------------------------------------------
+wants() { case ",$benches," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 if [ "$bench" = 1 ]; then
-  timeout "${R1KIT_BENCH_TIMEOUT:-240}" "$build/bench/kernels_bench" --device cuda \
-    > "$out/bench_cuda.jsonl" 2>> "$summary" || status=1
-  timeout "${R1KIT_BENCH_TIMEOUT:-240}" "$build/bench/gemm_bench" > "$out/bench_gemm.jsonl" 2>> "$summary" || status=1
+  if wants kernels; then
+    timeout "${R1KIT_BENCH_TIMEOUT:-240}" "$build/bench/kernels_bench" --device cuda \
+      > "$out/bench_cuda.jsonl" 2>> "$summary" || status=1
+  fi
+  if wants gemm; then
+    timeout "${R1KIT_BENCH_TIMEOUT:-240}" "$build/bench/gemm_bench" > "$out/bench_gemm.jsonl" 2>> "$summary" || status=1
+  fi
+  if wants rollout; then
+    hf=0
+    python3 -c 'import torch, transformers' 2>/dev/null && hf=1
+    for spec in qwen2:qwen2.5-0.5b deepseek_v3:dsv3-mini; do
+      arch="${spec%%:*}" preset="${spec#*:}" dir="/tmp/r1kit-bench/$preset"
+      echo "== rollout $preset" >> "$summary"
+      t1=$(date +%s)
+      "$build/apps/r1kit" init --arch "$arch" --preset "$preset" --out "$dir" --dtype bf16 \
+        --overwrite > /dev/null 2>> "$summary" || { status=1; continue; }
+      echo "init: $(( $(date +%s) - t1 )) s" >> "$summary"
+      timeout "${R1KIT_BENCH_TIMEOUT:-300}" "$build/bench/rollout_bench" --model "$dir" \
+        >> "$out/bench_rollout.jsonl" 2>> "$summary" || status=1
+      if [ "$hf" = 1 ]; then
+        PYTHONUNBUFFERED=1 timeout "${R1KIT_BENCH_TIMEOUT:-300}" python3 bench/hf_generate.py \
+          --model "$dir" >> "$out/bench_rollout.jsonl" 2>> "$summary" || status=1
+      fi
+      rm -rf "$dir"
+    done
+  fi
   if [ "$gpu_only" = 0 ]; then
     "$build/bench/kernels_bench" --device cpu > "$out/bench_cpu.jsonl" 2>> "$summary" || status=1
   fi

@@ -69,8 +69,12 @@ std::vector<int32_t> random_prompt(std::mt19937_64& rng, int64_t len, int64_t vo
 // One full (training-path) forward over prompt + completion: at each completion token t, the
 // argmax of the logits at position P - 1 + t (greedy) and the log-prob of the token under
 // temperature tau, and for MoE the routed experts there, against what the engine reported.
+// `replay` (MoE): the engine's routing of every position (replay_experts). With apply_replay the
+// forward routes by it and the log-probs must still match; without, the forward's own routing
+// must equal it at every position but the last (which the engine never ran).
 void expect_matches_full_forward(Policy& p, const std::vector<int32_t>& prompt, const Completion& c,
-                                 double tau, bool greedy) {
+                                 double tau, bool greedy, const std::vector<Tensor>& replay = {},
+                                 bool apply_replay = false) {
   Context& ctx = cpu_ctx();
   std::vector<int32_t> seq = prompt;
   seq.insert(seq.end(), c.token_ids.begin(), c.token_ids.end());
@@ -81,6 +85,9 @@ void expect_matches_full_forward(Policy& p, const std::vector<int32_t>& prompt, 
   fo.logits = true;
   fo.for_backward = false;
   fo.temperature = tau;
+  if (apply_replay)
+    for (const Tensor& t : replay)
+      fo.replay_topk_idx.push_back(t.defined() ? t.view() : TensorView{});
   const policy::ForwardContext f = p.forward(batch, fo, ctx);
   const int64_t V = p.config().vocab_size;
   const int64_t P = static_cast<int64_t>(prompt.size());
@@ -112,6 +119,21 @@ void expect_matches_full_forward(Policy& p, const std::vector<int32_t>& prompt, 
     }
     EXPECT_EQ(static_cast<int64_t>(moe_seen), L);
   }
+  if (!replay.empty() && !apply_replay) {
+    const int64_t T = static_cast<int64_t>(seq.size());
+    size_t j = 0;
+    for (const policy::MoeLayerStats& m : f.moe) {
+      if (m.layer >= p.config().num_hidden_layers) continue;
+      const Tensor& want = replay[static_cast<size_t>(m.layer)];
+      ASSERT_TRUE(want.defined()) << "layer " << m.layer;
+      const int64_t K = want.view().shape[1];
+      for (int64_t i = 0; i < (T - 1) * K; ++i)
+        EXPECT_EQ(want.ptr<int32_t>()[i], m.topk_idx.ptr<int32_t>()[i])
+            << "layer " << m.layer << " position " << i / K;
+      ++j;
+    }
+    EXPECT_GT(j, 0u);
+  }
 }
 
 void check_greedy_and_logprobs(ModelArch arch) {
@@ -131,17 +153,31 @@ void check_greedy_and_logprobs(ModelArch arch) {
   s.sampling.top_k = 20;
   s.sampling.top_p = 0.9;
   reqs.push_back(s);
-  const auto out = generate(engine, reqs);
+  const std::vector<RequestOutput> out = engine.generate(reqs);
   ASSERT_EQ(out.size(), reqs.size());
   for (size_t r = 0; r < reqs.size(); ++r) {
+    ASSERT_TRUE(out[r].ok()) << out[r].error;
     const bool greedy = reqs[r].sampling.temperature == 0;
-    ASSERT_EQ(out[r].size(), static_cast<size_t>(reqs[r].sampling.n));
-    for (const Completion& c : out[r]) {
+    ASSERT_EQ(out[r].completions.size(), static_cast<size_t>(reqs[r].sampling.n));
+    const int64_t P = static_cast<int64_t>(reqs[r].prompt_ids.size());
+    for (size_t i = 0; i < out[r].completions.size(); ++i) {
+      const Completion& c = out[r].completions[i];
       c.validate("completion");
       EXPECT_EQ(c.token_ids.size(), 10u);
       EXPECT_EQ(c.finish_reason, FinishReason::length);
       EXPECT_EQ(c.expert_layers > 0, p.config().is_moe());
       expect_matches_full_forward(p, reqs[r].prompt_ids, c, greedy ? 1.0 : 0.7, greedy);
+      const std::vector<Tensor> replay =
+          replay_experts(p.config(), out[r], i, cpu_ctx().host_allocator());
+      EXPECT_EQ(replay.empty(), !p.config().is_moe());
+      EXPECT_EQ(out[r].prompt_experts.size(),
+                static_cast<size_t>(
+                    p.config().is_moe() ? (P - 1) * c.expert_layers * c.experts_per_token : 0));
+      if (!replay.empty()) {
+        expect_matches_full_forward(p, reqs[r].prompt_ids, c, greedy ? 1.0 : 0.7, greedy, replay);
+        expect_matches_full_forward(p, reqs[r].prompt_ids, c, greedy ? 1.0 : 0.7, greedy, replay,
+                                    true);
+      }
     }
   }
   EXPECT_EQ(engine.allocator().num_used_blocks(), 0);
@@ -176,7 +212,7 @@ TEST(Engine, TokensDoNotDependOnTheBatchOrOnPreemption) {
   Request target = ids_request(random_prompt(rng, 7, V), 5, 24, 1.0, 2);
   target.sampling.top_p = 0.95;
   std::vector<Request> batch;
-  for (uint64_t i = 0; i < 24; ++i) {
+  for (uint64_t i = 0; i < 64; ++i) {
     if (i == 5) {
       batch.push_back(target);
       continue;
@@ -193,7 +229,7 @@ TEST(Engine, TokensDoNotDependOnTheBatchOrOnPreemption) {
   Engine batch_engine(p, nullptr, roomy, cpu_ctx());
   const auto together = generate(batch_engine, batch);
   EXPECT_EQ(batch_engine.stats().preemptions, 0);
-  EXPECT_GT(batch_engine.stats().peak_batch_sequences, 20);
+  EXPECT_GT(batch_engine.stats().peak_batch_sequences, 60);
 
   EngineOptions tight = roomy;
   tight.num_blocks = 16;  // one sequence needs at most ceil(31 / 4) = 8

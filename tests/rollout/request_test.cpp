@@ -225,6 +225,17 @@ TEST(Request, CompletionJson) {
   EXPECT_EQ(row.at("id"), "q1");
   ASSERT_EQ(row.at("completions").size(), 2u);
   EXPECT_EQ(row.at("completions")[1], to_json(dense));
+  // MoE rows carry the prompt's routing as [P − 1][L][K].
+  EXPECT_EQ(row.at("prompt_experts"), Json::array());
+  const Json moe_row =
+      generate_output_row(Json{{"prompt_ids", {1, 2, 3}}}, {c}, {1, 2, 3, 4, 5, 6, 7, 8});
+  EXPECT_EQ(moe_row.at("prompt_experts"), Json::parse("[[[1,2],[3,4]],[[5,6],[7,8]]]"));
+  EXPECT_FALSE(generate_output_row(Json{{"prompt", "x"}}, {dense}).contains("prompt_experts"));
+  testing::expect_error_contains(
+      [&] {
+        generate_output_row(Json{{"prompt", "x"}}, {c}, {1, 2, 3});
+      },
+      {"prompt_experts holds 3 ids, not a multiple of 2 layers × 2"});
 }
 
 TEST(Request, CompletionErrors) {
