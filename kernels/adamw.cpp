@@ -28,15 +28,19 @@ void adamw_update(const TensorView& param, const TensorView& grad, const TensorV
   c.outputs_distinct({{&param, "param"}, {&m, "m"}, {&v, "v"}, {&param_bf16, "param_bf16"}},
                      {{&grad, "grad"}});
   c.require(std::isfinite(hp.lr) && hp.lr >= 0,
-            fmt::format("lr {} must be finite and >= 0", hp.lr));
-  c.require(hp.beta1 >= 0 && hp.beta1 < 1, fmt::format("beta1 {} must be in [0, 1)", hp.beta1));
-  c.require(hp.beta2 >= 0 && hp.beta2 < 1, fmt::format("beta2 {} must be in [0, 1)", hp.beta2));
+            [&] { return fmt::format("lr {} must be finite and >= 0", hp.lr); });
+  c.require(hp.beta1 >= 0 && hp.beta1 < 1,
+            [&] { return fmt::format("beta1 {} must be in [0, 1)", hp.beta1); });
+  c.require(hp.beta2 >= 0 && hp.beta2 < 1,
+            [&] { return fmt::format("beta2 {} must be in [0, 1)", hp.beta2); });
   // eps = 0 (allowed by PyTorch) turns a zero gradient with zero state into 0/0 = NaN.
   c.require(std::isfinite(hp.eps) && hp.eps > 0,
-            fmt::format("eps {} must be finite and > 0", hp.eps));
-  c.require(std::isfinite(hp.weight_decay) && hp.weight_decay >= 0,
-            fmt::format("weight_decay {} must be finite and >= 0", hp.weight_decay));
-  c.require(hp.step >= 1, fmt::format("step {} must be >= 1 (steps count from 1)", hp.step));
+            [&] { return fmt::format("eps {} must be finite and > 0", hp.eps); });
+  c.require(std::isfinite(hp.weight_decay) && hp.weight_decay >= 0, [&] {
+    return fmt::format("weight_decay {} must be finite and >= 0", hp.weight_decay);
+  });
+  c.require(hp.step >= 1,
+            [&] { return fmt::format("step {} must be >= 1 (steps count from 1)", hp.step); });
   if (ctx.is_cuda()) return cuda::adamw_update(param, grad, m, v, param_bf16, hp, ctx);
   cpu::adamw_update(param, grad, m, v, param_bf16, hp, ctx);
 }

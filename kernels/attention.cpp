@@ -21,13 +21,16 @@ Dims check_qkv(const OpCheck& c, const TensorView& q, const TensorView& k, const
   const Dims d{q.shape[0], q.shape[1], k.shape[1], q.shape[2], v.shape[2]};
   c.shape(k, {d.t, kAny, d.dqk}, "k (T, Hkv, Dqk)");
   c.shape(v, {d.t, d.hkv, kAny}, "v (T, Hkv, Dv)");
-  c.require(d.hq > 0 && d.hkv > 0 && d.hq % d.hkv == 0,
-            fmt::format("query heads Hq = {} of q {} must be a positive multiple of the kv heads "
-                        "Hkv = {} of k {}",
-                        d.hq, q.describe(), d.hkv, k.describe()));
-  c.require(d.dqk > 0 && d.dv > 0,
-            fmt::format("head dims of q {} and v {} must be > 0", q.describe(), v.describe()));
-  c.require(std::isfinite(scale), fmt::format("scale {} must be finite", scale));
+  c.require(d.hq > 0 && d.hkv > 0 && d.hq % d.hkv == 0, [&] {
+    return fmt::format(
+        "query heads Hq = {} of q {} must be a positive multiple of the kv heads "
+        "Hkv = {} of k {}",
+        d.hq, q.describe(), d.hkv, k.describe());
+  });
+  c.require(d.dqk > 0 && d.dv > 0, [&] {
+    return fmt::format("head dims of q {} and v {} must be > 0", q.describe(), v.describe());
+  });
+  c.require(std::isfinite(scale), [&] { return fmt::format("scale {} must be finite", scale); });
   return d;
 }
 
@@ -48,7 +51,8 @@ Tensor check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Conte
   c.contiguous(cu, "cu_seqlens");
   c.dtype(cu, DType::i32, "cu_seqlens");
   c.ndim(cu, 1, "cu_seqlens");
-  c.require(cu.shape[0] >= 1, fmt::format("cu_seqlens {} needs B+1 >= 1 offsets", cu.describe()));
+  c.require(cu.shape[0] >= 1,
+            [&] { return fmt::format("cu_seqlens {} needs B+1 >= 1 offsets", cu.describe()); });
   Tensor host;
   const int32_t* p = cu.ptr<int32_t>();
   if (!cu.device.is_cpu()) {
@@ -57,16 +61,23 @@ Tensor check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Conte
     p = host.ptr<int32_t>();
   }
   const int64_t n = cu.shape[0];
-  c.require(p[0] == 0,
-            fmt::format("cu_seqlens {} must start at 0; cu_seqlens[0] = {}", cu.describe(), p[0]));
+  c.require(p[0] == 0, [&] {
+    return fmt::format("cu_seqlens {} must start at 0; cu_seqlens[0] = {}", cu.describe(), p[0]);
+  });
   for (int64_t b = 1; b < n; ++b)
-    c.require(p[b] >= p[b - 1],
-              fmt::format("cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
-                          "cu_seqlens[{}] = {}",
-                          cu.describe(), b, p[b], b - 1, p[b - 1]));
-  c.require(p[n - 1] == t, fmt::format("cu_seqlens {} must end at T = {} (rows of q); "
-                                       "cu_seqlens[{}] = {}",
-                                       cu.describe(), t, n - 1, p[n - 1]));
+    if (p[b] < p[b - 1])  // the message is only formatted on failure: this loop runs per call
+      c.require(false, [&] {
+        return fmt::format(
+            "cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
+            "cu_seqlens[{}] = {}",
+            cu.describe(), b, p[b], b - 1, p[b - 1]);
+      });
+  c.require(p[n - 1] == t, [&] {
+    return fmt::format(
+        "cu_seqlens {} must end at T = {} (rows of q); "
+        "cu_seqlens[{}] = {}",
+        cu.describe(), t, n - 1, p[n - 1]);
+  });
   return host;
 }
 

@@ -35,7 +35,7 @@ void check_grads(const OpCheck& c, const TensorView& da, const TensorView& db, c
 }
 
 void check_finite(const OpCheck& c, double v, const char* what) {
-  c.require(std::isfinite(v), fmt::format("{} {} must be finite", what, v));
+  c.require(std::isfinite(v), [&] { return fmt::format("{} {} must be finite", what, v); });
 }
 
 // y = f(a, b): y may be exactly a or b (in place) but must not overlap them otherwise.

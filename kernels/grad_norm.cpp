@@ -50,7 +50,7 @@ double clip_grad_norm(const std::vector<TensorView>& grads, double max_norm, Con
   OpCheck c("clip_grad_norm", ctx);
   check_grads(c, grads);
   c.require(std::isfinite(max_norm) && max_norm > 0,
-            fmt::format("max_norm {} must be finite and > 0", max_norm));
+            [&] { return fmt::format("max_norm {} must be finite and > 0", max_norm); });
   const double norm = std::sqrt(sum_squares(grads, ctx));
   if (!std::isfinite(norm)) return norm;  // reported, grads untouched
   // coef = max_norm / (‖g‖ + 1e-6), clamped to <= 1 (scaling by 1 is skipped).

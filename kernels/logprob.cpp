@@ -18,7 +18,7 @@ void stat_arg(const OpCheck& c, const TensorView& v, int64_t n, const char* role
 
 void check_temperature(const OpCheck& c, double temperature) {
   c.require(std::isfinite(temperature) && temperature > 0,
-            fmt::format("temperature {} must be finite and > 0", temperature));
+            [&] { return fmt::format("temperature {} must be finite and > 0", temperature); });
 }
 
 // The per-token statistics of a call, (N) each: `stat` (logprob or dlogprob) and lse, and the
@@ -40,7 +40,8 @@ std::pair<int64_t, int64_t> check_logits(const OpCheck& c, const TensorView& log
   c.float_arg(logits, "logits");
   c.ndim(logits, 2, "logits");
   const int64_t n = logits.shape[0], vocab = logits.shape[1];
-  c.require(vocab >= 1, fmt::format("logits {} must have a vocab dim >= 1", logits.describe()));
+  c.require(vocab >= 1,
+            [&] { return fmt::format("logits {} must have a vocab dim >= 1", logits.describe()); });
   return {n, vocab};
 }
 
@@ -52,11 +53,14 @@ std::tuple<int64_t, int64_t, int64_t> check_head(const OpCheck& c, const TensorV
   c.ndim(h, 2, "h");
   c.ndim(w, 2, "w");
   const int64_t n = h.shape[0], ch = h.shape[1], vocab = w.shape[0];
-  c.require(ch >= 1 && vocab >= 1,
-            fmt::format("h {} and w {} need at least one channel and one vocab row", h.describe(),
-                        w.describe()));
-  c.require(w.shape[1] == ch, fmt::format("w {} must have shape ({}, {}) to match h {}",
-                                          w.describe(), vocab, ch, h.describe()));
+  c.require(ch >= 1 && vocab >= 1, [&] {
+    return fmt::format("h {} and w {} need at least one channel and one vocab row", h.describe(),
+                       w.describe());
+  });
+  c.require(w.shape[1] == ch, [&] {
+    return fmt::format("w {} must have shape ({}, {}) to match h {}", w.describe(), vocab, ch,
+                       h.describe());
+  });
   return {n, ch, vocab};
 }
 
@@ -123,7 +127,8 @@ void logprob_head_forward(const TensorView& logprob, const TensorView& entropy,
   OpCheck c("logprob_head", ctx);
   const auto [n, ch, vocab] = check_head(c, h, w);
   check_stats(c, n, {&logprob, "logprob"}, lse, {&entropy, "entropy"}, {&h, "h"}, temperature);
-  c.require(chunk_tokens >= 1, fmt::format("chunk_tokens {} must be >= 1", chunk_tokens));
+  c.require(chunk_tokens >= 1,
+            [&] { return fmt::format("chunk_tokens {} must be >= 1", chunk_tokens); });
   c.same_precision({{&h, "h"}, {&w, "w"}, {&logprob, "logprob"}, {&lse, "lse"}});
   c.outputs_distinct({{&logprob, "logprob"}, {&lse, "lse"}, {&entropy, "entropy"}},
                      {{&h, "h"}, {&w, "w"}, {&targets, "targets"}});
@@ -145,7 +150,8 @@ void logprob_head_backward(const TensorView& dh, const TensorView& dw, const Ten
   c.float_arg(dw, "dw");
   c.shape(dw, {vocab, ch}, "dw");
   check_stats(c, n, {&dlogprob, "dlogprob"}, lse, {&dentropy, "dentropy"}, {&h, "h"}, temperature);
-  c.require(chunk_tokens >= 1, fmt::format("chunk_tokens {} must be >= 1", chunk_tokens));
+  c.require(chunk_tokens >= 1,
+            [&] { return fmt::format("chunk_tokens {} must be >= 1", chunk_tokens); });
   c.same_precision(
       {{&h, "h"}, {&w, "w"}, {&dh, "dh"}, {&dw, "dw"}, {&dlogprob, "dlogprob"}, {&lse, "lse"}});
   c.outputs_distinct({{&dh, "dh"}, {&dw, "dw"}}, {{&dlogprob, "dlogprob"},

@@ -18,24 +18,30 @@ GemmDims check_gemm(const OpCheck& c, const TensorView& a, const TensorView& b,
   c.float_arg(a, "a");
   c.float_arg(b, "b");
   c.ndim_between(a, 2, 3, "a");
-  c.require(b.ndim == a.ndim, fmt::format("a {} and b {} must both be 2-D or both 3-D (batched)",
-                                          a.describe(), b.describe()));
+  c.require(b.ndim == a.ndim, [&] {
+    return fmt::format("a {} and b {} must both be 2-D or both 3-D (batched)", a.describe(),
+                       b.describe());
+  });
   const int r = a.ndim - 2;  // index of the row dim
   GemmDims d{};
   d.batch = a.ndim == 3 ? a.shape[0] : 1;
   if (a.ndim == 3)
-    c.require(b.shape[0] == a.shape[0], fmt::format("a {} and b {} must have the same batch size",
-                                                    a.describe(), b.describe()));
+    c.require(b.shape[0] == a.shape[0], [&] {
+      return fmt::format("a {} and b {} must have the same batch size", a.describe(), b.describe());
+    });
   d.m = opts.trans_a ? a.shape[r + 1] : a.shape[r];
   d.k = opts.trans_a ? a.shape[r] : a.shape[r + 1];
   const int64_t kb = opts.trans_b ? b.shape[r + 1] : b.shape[r];
   d.n = opts.trans_b ? b.shape[r] : b.shape[r + 1];
-  c.require(kb == d.k,
-            fmt::format("inner dims differ: op(a) of a {} has K = {} but op(b) of b {} has K = {} "
-                        "(trans_a {}, trans_b {})",
-                        a.describe(), d.k, b.describe(), kb, opts.trans_a, opts.trans_b));
-  c.require(std::isfinite(opts.alpha) && std::isfinite(opts.beta),
-            fmt::format("alpha {} and beta {} must be finite", opts.alpha, opts.beta));
+  c.require(kb == d.k, [&] {
+    return fmt::format(
+        "inner dims differ: op(a) of a {} has K = {} but op(b) of b {} has K = {} "
+        "(trans_a {}, trans_b {})",
+        a.describe(), d.k, b.describe(), kb, opts.trans_a, opts.trans_b);
+  });
+  c.require(std::isfinite(opts.alpha) && std::isfinite(opts.beta), [&] {
+    return fmt::format("alpha {} and beta {} must be finite", opts.alpha, opts.beta);
+  });
   return d;
 }
 
@@ -55,8 +61,10 @@ std::tuple<int64_t, int64_t, int64_t> check_linear(const OpCheck& ck, NamedView 
   ck.ndim(x, 2, "x");
   ck.ndim(w, 2, "w");
   const int64_t n = x.shape[0], ch = x.shape[1], oc = w.shape[0];
-  ck.require(w.shape[1] == ch, fmt::format("w {} (OC, C) must have C = {} columns to match x {}",
-                                           w.describe(), ch, x.describe()));
+  ck.require(w.shape[1] == ch, [&] {
+    return fmt::format("w {} (OC, C) must have C = {} columns to match x {}", w.describe(), ch,
+                       x.describe());
+  });
   ck.shape(*y.first, {n, oc}, y.second);
   ck.same_precision({y, {&x, "x"}, {&w, "w"}});
   return {n, ch, oc};
@@ -70,8 +78,10 @@ std::tuple<int64_t, int64_t, int64_t, int64_t> check_grouped(const OpCheck& ck, 
   ck.ndim(x, 2, "x");
   ck.ndim(w, 3, "w");
   const int64_t m = x.shape[0], ch = x.shape[1], e = w.shape[0], oc = w.shape[1];
-  ck.require(w.shape[2] == ch, fmt::format("w {} (E, OC, C) must have C = {} columns to match x {}",
-                                           w.describe(), ch, x.describe()));
+  ck.require(w.shape[2] == ch, [&] {
+    return fmt::format("w {} (E, OC, C) must have C = {} columns to match x {}", w.describe(), ch,
+                       x.describe());
+  });
   ck.shape(*y.first, {m, oc}, y.second);
   ck.same_precision({y, {&x, "x"}, {&w, "w"}});
   return {m, ch, e, oc};

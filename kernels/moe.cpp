@@ -28,29 +28,37 @@ namespace {
 
 void check_routing(const OpCheck& c, const MoeRouting& cfg) {
   const int64_t e = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
-  c.require(e >= 1, fmt::format("n_routed_experts {} must be >= 1", e));
-  c.require(k >= 1 && k <= e,
-            fmt::format("num_experts_per_tok {} must be in [1, n_routed_experts {}]", k, e));
-  c.require(std::isfinite(cfg.routed_scaling_factor),
-            fmt::format("routed_scaling_factor {} must be finite", cfg.routed_scaling_factor));
+  c.require(e >= 1, [&] { return fmt::format("n_routed_experts {} must be >= 1", e); });
+  c.require(k >= 1 && k <= e, [&] {
+    return fmt::format("num_experts_per_tok {} must be in [1, n_routed_experts {}]", k, e);
+  });
+  c.require(std::isfinite(cfg.routed_scaling_factor), [&] {
+    return fmt::format("routed_scaling_factor {} must be finite", cfg.routed_scaling_factor);
+  });
   if (cfg.topk_method == MoeTopkMethod::greedy) return;  // groups are ignored
   const char* method = moe_topk_method_name(cfg.topk_method);
-  c.require(cfg.n_group >= 1 && e % cfg.n_group == 0,
-            fmt::format("{}: n_routed_experts {} must split into n_group {} equal groups", method,
-                        e, cfg.n_group));
-  c.require(cfg.topk_group >= 1 && cfg.topk_group <= cfg.n_group,
-            fmt::format("{}: topk_group {} must be in [1, n_group {}]", method, cfg.topk_group,
-                        cfg.n_group));
+  c.require(cfg.n_group >= 1 && e % cfg.n_group == 0, [&] {
+    return fmt::format("{}: n_routed_experts {} must split into n_group {} equal groups", method, e,
+                       cfg.n_group);
+  });
+  c.require(cfg.topk_group >= 1 && cfg.topk_group <= cfg.n_group, [&] {
+    return fmt::format("{}: topk_group {} must be in [1, n_group {}]", method, cfg.topk_group,
+                       cfg.n_group);
+  });
   const int64_t group_size = e / cfg.n_group;
-  c.require(k <= cfg.topk_group * group_size,
-            fmt::format("{}: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups "
-                        "of {}",
-                        method, k, cfg.topk_group * group_size, cfg.topk_group, group_size));
+  c.require(k <= cfg.topk_group * group_size, [&] {
+    return fmt::format(
+        "{}: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups "
+        "of {}",
+        method, k, cfg.topk_group * group_size, cfg.topk_group, group_size);
+  });
   if (cfg.topk_method == MoeTopkMethod::noaux_tc)
-    c.require(group_size >= 2,
-              fmt::format("noaux_tc scores a group by its top-2 experts, but groups have {} "
-                          "(n_routed_experts {}, n_group {})",
-                          group_size, e, cfg.n_group));
+    c.require(group_size >= 2, [&] {
+      return fmt::format(
+          "noaux_tc scores a group by its top-2 experts, but groups have {} "
+          "(n_routed_experts {}, n_group {})",
+          group_size, e, cfg.n_group);
+    });
 }
 
 // The routing arguments' shapes: `rows` (N, E) sets N, `experts` (N, E), topk_idx and `slots`
@@ -71,9 +79,10 @@ int64_t top_k_from_perm(const OpCheck& c, const TensorView& perm_index, int64_t 
                         const TensorView& rows, const char* rows_role) {
   c.ndim(perm_index, 1, "perm_index");
   const int64_t m = perm_index.shape[0];
-  c.require(n > 0 ? (m % n == 0 && m > 0) : m == 0,
-            fmt::format("perm_index {} must hold N·K entries for the N = {} rows of {} {}",
-                        perm_index.describe(), n, rows_role, rows.describe()));
+  c.require(n > 0 ? (m % n == 0 && m > 0) : m == 0, [&] {
+    return fmt::format("perm_index {} must hold N·K entries for the N = {} rows of {} {}",
+                       perm_index.describe(), n, rows_role, rows.describe());
+  });
   return n > 0 ? m / n : 0;
 }
 
@@ -108,8 +117,9 @@ void moe_route_forward(const TensorView& topk_idx, const TensorView& topk_weight
   const int64_t n =
       check_route_shapes(c, cfg, {&router_logits, "router_logits"}, {&scores, "scores"}, topk_idx,
                          {&topk_weight, "topk_weight"});
-  c.require(n <= std::numeric_limits<int32_t>::max(),
-            fmt::format("router_logits {} has too many rows", router_logits.describe()));
+  c.require(n <= std::numeric_limits<int32_t>::max(), [&] {
+    return fmt::format("router_logits {} has too many rows", router_logits.describe());
+  });
   c.same_precision(
       {{&router_logits, "router_logits"}, {&scores, "scores"}, {&topk_weight, "topk_weight"}});
   if (bias.defined()) {
@@ -150,10 +160,11 @@ void moe_expert_counts(const TensorView& counts, const TensorView& topk_idx, Con
   c.on_device(counts, "counts");
   c.contiguous(counts, "counts");
   c.require(counts.dtype == DType::i32 || counts.dtype == DType::i64,
-            fmt::format("counts {} must be i32 or i64", counts.describe()));
+            [&] { return fmt::format("counts {} must be i32 or i64", counts.describe()); });
   c.ndim(counts, 1, "counts");
-  c.require(counts.shape[0] >= 1,
-            fmt::format("counts {} must have one entry per expert", counts.describe()));
+  c.require(counts.shape[0] >= 1, [&] {
+    return fmt::format("counts {} must have one entry per expert", counts.describe());
+  });
   c.int_arg(topk_idx, "topk_idx");
   c.ndim(topk_idx, 2, "topk_idx");
   c.no_alias(counts, "counts", topk_idx, "topk_idx");
@@ -177,17 +188,21 @@ void moe_permute(const TensorView& x_perm, const TensorView& perm_index,
   c.ndim(topk_idx, 2, "topk_idx");
   const int64_t n = x.shape[0], ch = x.shape[1], k = topk_idx.shape[1];
   c.shape(topk_idx, {n, kAny}, "topk_idx (one row per token of x)");
-  c.require(k >= 1, fmt::format("topk_idx {} must have at least one column", topk_idx.describe()));
-  c.require(n * k <= std::numeric_limits<int32_t>::max(),
-            fmt::format("topk_idx {} has more than 2^31 - 1 entries for i32 perm_index",
-                        topk_idx.describe()));
+  c.require(k >= 1, [&] {
+    return fmt::format("topk_idx {} must have at least one column", topk_idx.describe());
+  });
+  c.require(n * k <= std::numeric_limits<int32_t>::max(), [&] {
+    return fmt::format("topk_idx {} has more than 2^31 - 1 entries for i32 perm_index",
+                       topk_idx.describe());
+  });
   c.shape(x_perm, {n * k, ch}, "x_perm (N·K rows)");
   c.same_dtype(x_perm, "x_perm", x, "x");
   c.shape(perm_index, {n * k}, "perm_index (N·K)");
   c.ndim(expert_offsets, 1, "expert_offsets");
-  c.require(expert_offsets.shape[0] >= 2,
-            fmt::format("expert_offsets {} must have E+1 entries for E >= 1 experts",
-                        expert_offsets.describe()));
+  c.require(expert_offsets.shape[0] >= 2, [&] {
+    return fmt::format("expert_offsets {} must have E+1 entries for E >= 1 experts",
+                       expert_offsets.describe());
+  });
   c.outputs_distinct(
       {{&x_perm, "x_perm"}, {&perm_index, "perm_index"}, {&expert_offsets, "expert_offsets"}},
       {{&x, "x"}, {&topk_idx, "topk_idx"}});

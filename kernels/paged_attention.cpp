@@ -31,8 +31,10 @@ TensorView device_copy(const OpCheck& c, const TensorView& dev, const TensorView
   c.on_device(dev, "device index");
   c.contiguous(dev, "device index");
   c.dtype(dev, DType::i32, "device index");
-  c.require(dev.dims() == v.dims(), fmt::format("the device copy {} must have the shape of {}",
-                                                dev.describe(), v.describe()));
+  c.require(dev.dims() == v.dims(), [&] {
+    return fmt::format("the device copy {} must have the shape of {}", dev.describe(),
+                       v.describe());
+  });
   return dev;
 }
 
@@ -53,15 +55,19 @@ void paged_attention_forward(const TensorView& out, const TensorView& q, const T
   c.shape(k_cache, {nb, bs, hkv, dqk}, "k_cache (NB, BS, Hkv, Dqk)");
   c.shape(v_cache, {nb, bs, hkv, kAny}, "v_cache (NB, BS, Hkv, Dv)");
   c.shape(out, {t, hq, dv}, "out (T, Hq, Dv)");
-  c.require(hq > 0 && hkv > 0 && hq % hkv == 0,
-            fmt::format("query heads Hq = {} of q {} must be a positive multiple of the kv heads "
-                        "Hkv = {} of k_cache {}",
-                        hq, q.describe(), hkv, k_cache.describe()));
-  c.require(dqk > 0 && dv > 0 && bs > 0,
-            fmt::format("head dims of q {} and v_cache {} and the block size of k_cache {} must be "
-                        "> 0",
-                        q.describe(), v_cache.describe(), k_cache.describe()));
-  c.require(std::isfinite(scale), fmt::format("scale {} must be finite", scale));
+  c.require(hq > 0 && hkv > 0 && hq % hkv == 0, [&] {
+    return fmt::format(
+        "query heads Hq = {} of q {} must be a positive multiple of the kv heads "
+        "Hkv = {} of k_cache {}",
+        hq, q.describe(), hkv, k_cache.describe());
+  });
+  c.require(dqk > 0 && dv > 0 && bs > 0, [&] {
+    return fmt::format(
+        "head dims of q {} and v_cache {} and the block size of k_cache {} must be "
+        "> 0",
+        q.describe(), v_cache.describe(), k_cache.describe());
+  });
+  c.require(std::isfinite(scale), [&] { return fmt::format("scale {} must be finite", scale); });
   c.no_self_overlap(out, "out");
   c.same_precision({{&out, "out"}, {&q, "q"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"}});
   c.outputs_distinct({{&out, "out"}}, {{&q, "q"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"}});
@@ -74,35 +80,50 @@ void paged_attention_forward(const TensorView& out, const TensorView& q, const T
   idx.num_seqs = cached_lens.shape[0];
   idx.table_width = block_tables.shape[1];
   const int64_t b_n = idx.num_seqs;
-  c.require(
-      cu_seqlens.shape[0] == b_n + 1 && block_tables.shape[0] == b_n,
-      fmt::format("cu_seqlens {} must have B+1 and block_tables {} B rows for the B = {} "
-                  "sequences of cached_lens {}",
-                  cu_seqlens.describe(), block_tables.describe(), b_n, cached_lens.describe()));
+  c.require(cu_seqlens.shape[0] == b_n + 1 && block_tables.shape[0] == b_n, [&] {
+    return fmt::format(
+        "cu_seqlens {} must have B+1 and block_tables {} B rows for the B = {} "
+        "sequences of cached_lens {}",
+        cu_seqlens.describe(), block_tables.describe(), b_n, cached_lens.describe());
+  });
   const int32_t* cu = idx.cu_seqlens;
-  c.require(cu[0] == 0, fmt::format("cu_seqlens {} must start at 0; cu_seqlens[0] = {}",
-                                    cu_seqlens.describe(), cu[0]));
-  c.require(cu[b_n] == t, fmt::format("cu_seqlens {} must end at T = {} (rows of q); "
-                                      "cu_seqlens[{}] = {}",
-                                      cu_seqlens.describe(), t, b_n, cu[b_n]));
+  c.require(cu[0] == 0, [&] {
+    return fmt::format("cu_seqlens {} must start at 0; cu_seqlens[0] = {}", cu_seqlens.describe(),
+                       cu[0]);
+  });
+  c.require(cu[b_n] == t, [&] {
+    return fmt::format(
+        "cu_seqlens {} must end at T = {} (rows of q); "
+        "cu_seqlens[{}] = {}",
+        cu_seqlens.describe(), t, b_n, cu[b_n]);
+  });
   for (int64_t b = 0; b < b_n; ++b) {
-    c.require(cu[b + 1] >= cu[b],
-              fmt::format("cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
-                          "cu_seqlens[{}] = {}",
-                          cu_seqlens.describe(), b + 1, cu[b + 1], b, cu[b]));
+    // Messages are formatted only on failure: these loops run per layer and step.
+    if (cu[b + 1] < cu[b])
+      c.require(false, [&] {
+        return fmt::format(
+            "cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
+            "cu_seqlens[{}] = {}",
+            cu_seqlens.describe(), b + 1, cu[b + 1], b, cu[b]);
+      });
     const int64_t len = idx.cached_lens[b];
-    c.require(len >= 0, fmt::format("cached_lens[{}] = {} must be >= 0", b, len));
+    if (len < 0)
+      c.require(false, [&] { return fmt::format("cached_lens[{}] = {} must be >= 0", b, len); });
     const int64_t total = len + cu[b + 1] - cu[b], need = (total + bs - 1) / bs;
-    c.require(need <= idx.table_width,
-              fmt::format("sequence {} covers {} positions ({} cached + {} new), which need {} "
-                          "blocks of {} slots; block_tables {} has {} per sequence",
-                          b, total, len, cu[b + 1] - cu[b], need, bs, block_tables.describe(),
-                          idx.table_width));
+    if (need > idx.table_width)
+      c.require(false, [&] {
+        return fmt::format(
+            "sequence {} covers {} positions ({} cached + {} new), which need {} "
+            "blocks of {} slots; block_tables {} has {} per sequence",
+            b, total, len, cu[b + 1] - cu[b], need, bs, block_tables.describe(), idx.table_width);
+      });
     for (int64_t j = 0; j < need; ++j) {
       const int32_t blk = idx.block_tables[b * idx.table_width + j];
-      c.require(blk >= 0 && blk < nb,
-                fmt::format("block_tables[{}, {}] = {} is not a block of k_cache {} (NB = {})", b,
-                            j, blk, k_cache.describe(), nb));
+      if (blk < 0 || blk >= nb)
+        c.require(false, [&] {
+          return fmt::format("block_tables[{}, {}] = {} is not a block of k_cache {} (NB = {})", b,
+                             j, blk, k_cache.describe(), nb);
+        });
     }
   }
   if (ctx.is_cuda())
@@ -128,14 +149,18 @@ void paged_cache_write(const TensorView& cache, const TensorView& src, const Ten
   c.shape(slots, {n}, "slots (N)");
   std::vector<int32_t> sorted(s, s + n);
   for (int64_t i = 0; i < n; ++i)
-    c.require(s[i] >= 0 && s[i] < nb * bs,
-              fmt::format("slots[{}] = {} is outside cache {} ({} blocks of {} slots)", i, s[i],
-                          cache.describe(), nb, bs));
+    if (s[i] < 0 || s[i] >= nb * bs)  // formatted only on failure (a loop over the rows)
+      c.require(false, [&] {
+        return fmt::format("slots[{}] = {} is outside cache {} ({} blocks of {} slots)", i, s[i],
+                           cache.describe(), nb, bs);
+      });
   std::sort(sorted.begin(), sorted.end());
   const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  c.require(dup == sorted.end(),
-            fmt::format("slots {} names slot {} twice; each row needs its own slot",
-                        slots.describe(), dup == sorted.end() ? 0 : *dup));
+  if (dup != sorted.end())
+    c.require(false, [&] {
+      return fmt::format("slots {} names slot {} twice; each row needs its own slot",
+                         slots.describe(), dup == sorted.end() ? 0 : *dup);
+    });
   if (n == 0) return;
   if (ctx.is_cuda())
     return cuda::paged_cache_write(cache, src, device_copy(c, slots_device, slots, ctx), ctx);

@@ -10,7 +10,7 @@ void random_uniform(const TensorView& out, double lo, double hi, uint64_t seed, 
   OpCheck c("random_uniform", ctx);
   c.float_arg(out, "out");
   c.require(std::isfinite(lo) && std::isfinite(hi) && lo <= hi,
-            fmt::format("range [{}, {}) must be finite with lo <= hi", lo, hi));
+            [&] { return fmt::format("range [{}, {}) must be finite with lo <= hi", lo, hi); });
   if (ctx.is_cuda()) return cuda::random_uniform(out, lo, hi, seed, offset, ctx);
   cpu::random_uniform(out, lo, hi, seed, offset, ctx);
 }
@@ -19,8 +19,9 @@ void random_normal(const TensorView& out, double mean, double std, uint64_t seed
                    Context& ctx) {
   OpCheck c("random_normal", ctx);
   c.float_arg(out, "out");
-  c.require(std::isfinite(mean) && std::isfinite(std) && std >= 0,
-            fmt::format("mean {} and std {} must be finite with std >= 0", mean, std));
+  c.require(std::isfinite(mean) && std::isfinite(std) && std >= 0, [&] {
+    return fmt::format("mean {} and std {} must be finite with std >= 0", mean, std);
+  });
   if (ctx.is_cuda()) return cuda::random_normal(out, mean, std, seed, offset, ctx);
   cpu::random_normal(out, mean, std, seed, offset, ctx);
 }

@@ -14,7 +14,7 @@ void rmsnorm_forward(const TensorView& y, const TensorView& rstd, const TensorVi
   c.shape(y, {n, ch}, "y");
   c.shape(rstd, {n}, "rstd");
   c.f32_or_f64(rstd, "rstd");
-  c.require(eps >= 0, fmt::format("eps {} must be >= 0", eps));
+  c.require(eps >= 0, [&] { return fmt::format("eps {} must be >= 0", eps); });
   c.same_precision({{&y, "y"}, {&rstd, "rstd"}, {&x, "x"}, {&w, "w"}});
   c.no_alias(y, "y", rstd, "rstd");
   c.no_alias(y, "y", w, "w");

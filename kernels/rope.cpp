@@ -124,12 +124,15 @@ void check_rotation(const OpCheck& c, const TensorView& out, const char* rout, c
   c.no_self_overlap(out, rout);
   c.same_shape(out, rout, in, rin);
   const int64_t t = in.shape[0], d = in.shape[2];
-  c.require(d >= 2 && d % 2 == 0,
-            fmt::format("{} {}: rotary dim {} must be even and >= 2", rin, in.describe(), d));
+  c.require(d >= 2 && d % 2 == 0, [&] {
+    return fmt::format("{} {}: rotary dim {} must be even and >= 2", rin, in.describe(), d);
+  });
   check_table(c, cos, "cos");
   check_table(c, sin, "sin");
-  c.require(cos.shape[1] * 2 == d, fmt::format("cos {} must have D/2 = {} columns to match {} {}",
-                                               cos.describe(), d / 2, rin, in.describe()));
+  c.require(cos.shape[1] * 2 == d, [&] {
+    return fmt::format("cos {} must have D/2 = {} columns to match {} {}", cos.describe(), d / 2,
+                       rin, in.describe());
+  });
   c.same_shape(sin, "sin", cos, "cos");
   c.int_arg(positions, "positions");
   c.shape(positions, {t}, "positions");
@@ -141,9 +144,11 @@ void check_rotation(const OpCheck& c, const TensorView& out, const char* rout, c
   if (positions.device.is_cpu()) {
     const int32_t* p = positions.ptr<int32_t>();
     for (int64_t i = 0; i < t; ++i)
-      c.require(p[i] >= 0 && p[i] < cos.shape[0],
-                fmt::format("positions[{}] = {} is outside the cos/sin table {} (rows 0..{})", i,
-                            p[i], cos.describe(), cos.shape[0] - 1));
+      if (p[i] < 0 || p[i] >= cos.shape[0])  // formatted only on failure (a loop over T)
+        c.require(false, [&] {
+          return fmt::format("positions[{}] = {} is outside the cos/sin table {} (rows 0..{})", i,
+                             p[i], cos.describe(), cos.shape[0] - 1);
+        });
   }
 }
 

@@ -47,7 +47,8 @@ void sample_forward(const TensorView& tokens, const TensorView& token_logprob,
   c.float_arg(logits, "logits");
   c.ndim(logits, 2, "logits");
   const int64_t rows = logits.shape[0], vocab = logits.shape[1];
-  c.require(vocab >= 1, fmt::format("logits {} must have a vocab dim >= 1", logits.describe()));
+  c.require(vocab >= 1,
+            [&] { return fmt::format("logits {} must have a vocab dim >= 1", logits.describe()); });
   c.int_arg(tokens, "tokens");
   c.shape(tokens, {rows}, "tokens");
   c.float_arg(token_logprob, "token_logprob");
@@ -58,14 +59,16 @@ void sample_forward(const TensorView& tokens, const TensorView& token_logprob,
   c.dtype(rng_counters, DType::i64, "rng_counters");
   c.shape(rng_counters, {rows, 2}, "rng_counters");
   const double tau = params.temperature;
-  c.require(std::isfinite(tau) && (tau == 0 || tau >= kMinSamplingTemperature),
-            fmt::format("temperature {} must be 0 (greedy) or finite and >= {}", tau,
-                        kMinSamplingTemperature));
-  c.require(params.top_k >= 0, fmt::format("top_k {} must be >= 0 (0 = off)", params.top_k));
+  c.require(std::isfinite(tau) && (tau == 0 || tau >= kMinSamplingTemperature), [&] {
+    return fmt::format("temperature {} must be 0 (greedy) or finite and >= {}", tau,
+                       kMinSamplingTemperature);
+  });
+  c.require(params.top_k >= 0,
+            [&] { return fmt::format("top_k {} must be >= 0 (0 = off)", params.top_k); });
   c.require(params.top_p > 0 && params.top_p <= 1,
-            fmt::format("top_p {} must be in (0, 1] (1 = off)", params.top_p));
+            [&] { return fmt::format("top_p {} must be in (0, 1] (1 = off)", params.top_p); });
   c.require(params.min_p >= 0 && params.min_p <= 1,
-            fmt::format("min_p {} must be in [0, 1] (0 = off)", params.min_p));
+            [&] { return fmt::format("min_p {} must be in [0, 1] (0 = off)", params.min_p); });
   c.outputs_distinct({{&tokens, "tokens"}, {&token_logprob, "token_logprob"}},
                      {{&logits, "logits"}, {&rng_counters, "rng_counters"}});
   if (logits.device.is_cpu()) check_data(c, logits, rng_counters);

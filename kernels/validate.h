@@ -4,6 +4,8 @@
 // Backends (kernels/cpu, kernels/cuda) trust their inputs and never re-validate.
 #pragma once
 
+#include <concepts>
+
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -81,6 +83,14 @@ class OpCheck {
   // arguments must be either all f64 or none f64.
   void same_precision(std::initializer_list<NamedView> args) const;
   void require(bool cond, const std::string& message) const;
+  // The same with the message made only on failure (front-ends run per call, often in loops: an
+  // eager fmt::format of tensor descriptions costs more than many kernels).
+  template <class F>
+  requires std::invocable<F&>
+  void require(bool cond, F&& message) const {
+    if (!cond) [[unlikely]]
+      fail(std::string(message()));
+  }
   [[noreturn]] void fail(const std::string& message) const;
 
  private:
