@@ -10,6 +10,7 @@
 //               out — plus the KV cache of the average context) ÷ the measured copy bandwidth
 //               (4300 GB/s on the H200; --gbps).
 // Prompt token j of prompt i is 1 + (131·i + 17·j) mod (V − 1), the formula hf_generate.py uses.
+// Both report the engine's phase times (EngineOptions::time_phases: a sync after each forward).
 // Usage: rollout_bench --model DIR [--device cuda|cpu] [--prompts P] [--prompt-len L]
 //        [--new N] [--latency-new N1] [--batch-tokens T] [--gbps G] [--skip-throughput]
 // Prints JSON lines: {"bench":"rollout","figure":...}.
@@ -135,6 +136,7 @@ int main(int argc, char** argv) {
       eo.num_blocks = n_prompts * ((len + bs - 1) / bs) + 16;
       eo.max_batch_tokens = batch_tokens;
       eo.max_sequences = std::max<int64_t>(n_prompts, 1);
+      eo.time_phases = true;
       return std::make_unique<rollout::Engine>(policy, nullptr, eo, *ctx);
     };
 
@@ -174,6 +176,9 @@ int main(int argc, char** argv) {
                         {"tokens_per_s", static_cast<double>(gen) / s},
                         {"prefill_s", s - decode_s},
                         {"steps", e->stats().steps},
+                        {"forward_s", e->stats().forward_seconds},
+                        {"sample_s", e->stats().sample_seconds},
+                        {"schedule_s", e->stats().schedule_seconds},
                         {"preemptions", e->stats().preemptions},
                         {"load_s", load_s}}
                        .dump()
@@ -209,6 +214,9 @@ int main(int argc, char** argv) {
                         {"prompt_len", prompt_len},
                         {"new_tokens", latency_new},
                         {"ms_per_token", ms},
+                        {"forward_s", e->stats().forward_seconds},
+                        {"sample_s", e->stats().sample_seconds},
+                        {"schedule_s", e->stats().schedule_seconds},
                         {"bytes_per_token", bytes},
                         {"floor_ms", floor_ms},
                         {"ratio", ms / floor_ms}}

@@ -129,6 +129,28 @@ void Context::copy(const TensorView& dst, const TensorView& src) {
 #endif
 }
 
+void Context::copy_on_device(const TensorView& dst, const TensorView& src) {
+  R1_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(),
+           "[copy_on_device] dst {} and src {} differ in dtype or element count", dst.describe(),
+           src.describe());
+  R1_CHECK(dst.is_contiguous() && src.is_contiguous(),
+           "[copy_on_device] needs contiguous tensors: {} <- {}", dst.describe(), src.describe());
+  R1_CHECK(dst.device == device_ && src.device == device_,
+           "[copy_on_device] both tensors must be on the context's device: {} <- {}",
+           dst.describe(), src.describe());
+  if (dst.nbytes() == 0) return;
+  if (device_.is_cpu()) {
+    std::memmove(dst.data, src.data, dst.nbytes());
+    return;
+  }
+#if defined(R1KIT_WITH_CUDA)
+  R1_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice,
+                                static_cast<cudaStream_t>(stream_)));
+#else
+  R1_THROW("[copy_on_device] CUDA tensor in a build without CUDA");
+#endif
+}
+
 void Context::synchronize() {
 #if defined(R1KIT_WITH_CUDA)
   if (stream_) R1_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));

@@ -63,6 +63,9 @@ class Context {
   Tensor zeros(const Shape& shape, DType dtype, std::string name = "");
   // Copies a tensor's bytes to/from host memory (any device); shapes and dtypes must match.
   void copy(const TensorView& dst, const TensorView& src);
+  // The same between two tensors both on this context's device, ordered on its stream without a
+  // host sync (any dtype; contiguous; equal byte counts).
+  void copy_on_device(const TensorView& dst, const TensorView& src);
   // Waits for all work queued on the stream (no-op on CPU), then throws the first data-dependent
   // error a kernel recorded since the last check (DeviceErrorRecord).
   void synchronize();

@@ -48,19 +48,21 @@ int64_t values_per_token(const ModelConfig& cfg) {
                       : 2 * cfg.num_key_value_heads * cfg.head_dim;
 }
 
-// The host index arrays of one step and their device copies.
+// The index arrays of one step: built on the host in one packed i32 buffer
+//   [tokens (T) | positions (T) | cu_seqlens (B+1) | last (B) | cached (B) | table (B, W) | slots (T)]
+// and uploaded in one copy (one stream sync per step); the device views point into that copy.
 struct StepIndex {
   int64_t b = 0, t = 0, width = 0;
-  Tensor cu, cached, table, slots;  // host: (B+1), (B), (B, W), (T) i32
-  TokenBatch batch;                 // tokens, positions, cu_seqlens on the device
-  Tensor last;                      // (B) i32 on the device: each sequence's last new row
-  // CUDA contexts: device copies of cached, table and slots, uploaded once for all layers.
-  Tensor cached_dev, table_dev, slots_dev;
+  Tensor host, dev;                       // the packed buffer, host and device (dev: CUDA only)
+  TensorView cu, cached, table, slots;    // host views: (B+1), (B), (B, W), (T)
+  TokenBatch batch;                       // tokens, positions, cu_seqlens on the device
+  TensorView last;                        // (B) on the device: each sequence's last new row
+  TensorView cached_dev, table_dev, slots_dev;  // device views (CUDA contexts)
   kernels::PagedDeviceIndex device() const {
     if (!table_dev.defined()) return {};
-    return {table_dev.view(), batch.cu_seqlens.view(), cached_dev.view()};
+    return {table_dev, batch.cu_seqlens.view(), cached_dev};
   }
-  TensorView slots_device() const { return slots_dev.defined() ? slots_dev.view() : TensorView{}; }
+  TensorView slots_device() const { return slots_dev; }
 };
 
 }  // namespace
@@ -211,51 +213,57 @@ StepIndex CachedForward::Impl::index(const CachedBatch& batch, const PagedKvCach
   s.b = b_n;
   s.t = total;
   s.width = width;
-  Allocator& host = ctx.host_allocator();
-  s.cu = Tensor({b_n + 1}, DType::i32, host, "cu_seqlens");
-  s.cached = Tensor({b_n}, DType::i32, host, "cached_lens");
-  s.table = Tensor({b_n, width}, DType::i32, host, "block_tables");
-  s.slots = Tensor({total}, DType::i32, host, "slots");
-  Tensor tok({total}, DType::i32, host, "tokens"), pos({total}, DType::i32, host, "positions");
-  Tensor last({b_n}, DType::i32, host, "last");
-  int32_t *cu = s.cu.ptr<int32_t>(), *tbl = s.table.ptr<int32_t>();
+  // Offsets of the packed arrays.
+  const int64_t o_tok = 0, o_pos = total, o_cu = 2 * total, o_last = o_cu + b_n + 1,
+                o_cached = o_last + b_n, o_table = o_cached + b_n, o_slots = o_table + b_n * width,
+                n_all = o_slots + total;
+  s.host = Tensor({n_all}, DType::i32, ctx.host_allocator(), "step_index");
+  const TensorView all = s.host.view();
+  s.cu = all.slice(o_cu, o_cu + b_n + 1);
+  s.cached = all.slice(o_cached, o_cached + b_n);
+  s.table = all.slice(o_table, o_table + b_n * width).reshape({b_n, width});
+  s.slots = all.slice(o_slots, o_slots + total);
+  int32_t* h = s.host.ptr<int32_t>();
+  int32_t *tok = h + o_tok, *pos = h + o_pos, *cu = h + o_cu, *last = h + o_last,
+          *cached_h = h + o_cached, *tbl = h + o_table, *slots = h + o_slots;
   std::fill(tbl, tbl + b_n * width, -1);
   cu[0] = 0;
   int64_t t = 0, max_pos = 0;
   for (int64_t b = 0; b < b_n; ++b) {
     const int64_t cached = batch.cached_len[b];
-    s.cached.ptr<int32_t>()[b] = static_cast<int32_t>(cached);
+    cached_h[b] = static_cast<int32_t>(cached);
     const auto& bt = batch.block_tables[b];
     std::copy(bt.begin(), bt.begin() + (cached + batch.new_len[b] + bs - 1) / bs, tbl + b * width);
     for (int64_t i = 0; i < batch.new_len[b]; ++i, ++t) {
       const int64_t p = cached + i;
-      tok.ptr<int32_t>()[t] = batch.tokens[t];
-      pos.ptr<int32_t>()[t] = static_cast<int32_t>(p);
-      s.slots.ptr<int32_t>()[t] = static_cast<int32_t>(bt[p / bs] * bs + p % bs);
+      tok[t] = batch.tokens[t];
+      pos[t] = static_cast<int32_t>(p);
+      slots[t] = static_cast<int32_t>(bt[p / bs] * bs + p % bs);
     }
     cu[b + 1] = static_cast<int32_t>(t);
-    last.ptr<int32_t>()[b] = static_cast<int32_t>(t - 1);
+    last[b] = static_cast<int32_t>(t - 1);
     max_pos = std::max(max_pos, cached + batch.new_len[b]);
+  }
+  // One upload; the TokenBatch's own tensors are filled from it by device copies (no sync).
+  TensorView d = all;
+  if (ctx.is_cuda()) {
+    s.dev = ctx.empty({n_all}, DType::i32, "step_index");
+    ctx.copy(s.dev, s.host);
+    d = s.dev.view();
+    s.cached_dev = d.slice(o_cached, o_cached + b_n);
+    s.table_dev = d.slice(o_table, o_table + b_n * width).reshape({b_n, width});
+    s.slots_dev = d.slice(o_slots, o_slots + total);
   }
   s.batch.tokens = ctx.empty({total}, DType::i32, "tokens");
   s.batch.positions = ctx.empty({total}, DType::i32, "positions");
   s.batch.cu_seqlens = ctx.empty({b_n + 1}, DType::i32, "cu_seqlens");
-  s.batch.cu_seqlens_host = Tensor({b_n + 1}, DType::i32, host, "cu_seqlens");
-  ctx.copy(s.batch.tokens, tok);
-  ctx.copy(s.batch.positions, pos);
-  ctx.copy(s.batch.cu_seqlens, s.cu);
-  ctx.copy(s.batch.cu_seqlens_host, s.cu);
+  s.batch.cu_seqlens_host = Tensor({b_n + 1}, DType::i32, ctx.host_allocator(), "cu_seqlens");
+  ctx.copy_on_device(s.batch.tokens, d.slice(o_tok, o_tok + total));
+  ctx.copy_on_device(s.batch.positions, d.slice(o_pos, o_pos + total));
+  ctx.copy_on_device(s.batch.cu_seqlens, d.slice(o_cu, o_cu + b_n + 1));
+  std::copy(cu, cu + b_n + 1, s.batch.cu_seqlens_host.ptr<int32_t>());
   s.batch.max_position_ = max_pos;
-  s.last = ctx.empty({b_n}, DType::i32, "last");
-  ctx.copy(s.last, last);
-  if (ctx.is_cuda()) {
-    for (auto [dev, src] : {std::pair{&s.cached_dev, &s.cached},
-                            {&s.table_dev, &s.table},
-                            {&s.slots_dev, &s.slots}}) {
-      *dev = ctx.empty(src->view().dims(), DType::i32, src->name());
-      ctx.copy(*dev, *src);
-    }
-  }
+  s.last = d.slice(o_last, o_last + b_n);
   return s;
 }
 

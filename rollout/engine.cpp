@@ -3,12 +3,15 @@
 #include "rollout/engine.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
 #include <tuple>
 
 #include "core/error.h"
+#include "kernels/embedding.h"
 #include "kernels/sampling.h"
 #include "policy/policy.h"
 #include "rollout/stop.h"
@@ -16,6 +19,21 @@
 namespace r1kit::rollout {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A contiguous 1-D view's bytes as another dtype of the same element size (i32 ↔ f32) or as
+// fewer elements of a smaller one (i64 slots holding i32 ids).
+TensorView retyped(const TensorView& v, DType dtype, const Shape& shape) {
+  TensorView r(v.data, dtype, v.device, shape, v.name);
+  R1_CHECK(v.is_contiguous() && r.nbytes() <= v.nbytes(), "[engine] cannot view {} as {}",
+           v.describe(), r.describe());
+  return r;
+}
 
 // One sequence: an unforked request (group_n = n > 1 until its prompt is prefilled) or a sample.
 struct Seq {
@@ -232,6 +250,7 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
   };
 
   while (!waiting.empty() || !running.empty()) {
+    const auto t_step = Clock::now();
     entries.clear();
     int64_t budget = opts_.max_batch_tokens;
     // Decodes first (one token each), then the chunks of prompts being prefilled, oldest first.
@@ -280,7 +299,11 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
       batch.new_len.push_back(e.chunk);
       batch.block_tables.push_back(alloc_.block_table(e.seq->id));
     }
+    const auto t_forward = Clock::now();
+    stats_.schedule_seconds += std::chrono::duration<double>(t_forward - t_step).count();
     const policy::CachedOutput out = fwd_.step(batch, cache_, ctx_);
+    if (opts_.time_phases) ctx_.synchronize();
+    stats_.forward_seconds += seconds_since(t_forward);
     ++stats_.steps;
 
     // Rows to sample: (entry, sample index, stream, position), grouped by sampling key.
@@ -312,40 +335,60 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
       auto& g = groups[sample_key(requests[s->req].sampling)];
       for (int64_t j = 0; j < s->group_n; ++j) g.push_back({i, s->group_n > 1 ? j : s->sample});
     }
-    // tokens/logprobs per (entry, sample)
+    // tokens/logprobs per (entry, sample). Per group: one upload (Philox counters and the logits
+    // rows to gather, skipped when the group is every row in order), one gather kernel, the
+    // sampling launches, one download of tokens and log-probs.
+    const auto t_sample = Clock::now();
     std::map<std::pair<size_t, int64_t>, std::pair<int32_t, float>> drawn;
     for (const auto& [key, rows] : groups) {
       const int64_t B = static_cast<int64_t>(rows.size());
-      Tensor logits = ctx_.empty({B, V}, out.logits.dtype(), "sample_logits");
-      Tensor counters({B, 2}, DType::i64, ctx_.host_allocator(), "rng_counters");
+      bool identity = B == static_cast<int64_t>(entries.size());
+      for (int64_t b = 0; identity && b < B; ++b)
+        identity = rows[static_cast<size_t>(b)].entry == static_cast<size_t>(b);
+      // Host buffer: counters (B, 2) i64, then the B i32 row ids in the following i64 slots.
+      const int64_t n_up = 2 * B + (B + 1) / 2;
+      Tensor up({n_up}, DType::i64, ctx_.host_allocator(), "sample_index");
+      int64_t* cnt = up.ptr<int64_t>();
+      int32_t* src_rows = reinterpret_cast<int32_t*>(cnt + 2 * B);
       for (int64_t b = 0; b < B; ++b) {
         const Row& row = rows[static_cast<size_t>(b)];
         const Seq* s = entries[row.entry].seq;
-        const int64_t src = static_cast<int64_t>(row.entry);
-        ctx_.copy(logits.view().slice(b, b + 1), out.logits.view().slice(src, src + 1));
         const Request& q = requests[s->req];
-        counters.ptr<int64_t>()[2 * b] = static_cast<int64_t>(q.index) * q.sampling.n + row.sample;
-        counters.ptr<int64_t>()[2 * b + 1] = static_cast<int64_t>(s->tokens.size());
+        cnt[2 * b] = static_cast<int64_t>(q.index) * q.sampling.n + row.sample;
+        cnt[2 * b + 1] = static_cast<int64_t>(s->tokens.size());
+        src_rows[b] = static_cast<int32_t>(row.entry);
       }
-      Tensor dcounters = ctx_.empty({B, 2}, DType::i64, "rng_counters");
-      ctx_.copy(dcounters, counters);
-      Tensor tokens = ctx_.empty({B}, DType::i32, "tokens");
-      Tensor lp = ctx_.empty({B}, DType::f32, "token_logprob");
+      Tensor up_dev = ctx_.empty({n_up}, DType::i64, "sample_index");
+      ctx_.copy(up_dev, up);
+      const TensorView counters = up_dev.view().slice(0, 2 * B).reshape({B, 2});
+      TensorView logits = out.logits.view();
+      Tensor gathered;
+      if (!identity) {
+        const TensorView idx = retyped(up_dev.view().slice(2 * B, n_up), DType::i32, {B});
+        gathered = ctx_.empty({B, V}, out.logits.dtype(), "sample_logits");
+        kernels::embedding_forward(gathered, idx, out.logits, ctx_);
+        logits = gathered.view();
+      }
+      // Results: B tokens (i32) then B log-probs (f32) in one buffer, one download.
+      Tensor res = ctx_.empty({2 * B}, DType::i32, "sampled");
+      const TensorView tokens = res.view().slice(0, B);
+      const TensorView lp = retyped(res.view().slice(B, 2 * B), DType::f32, {B});
       kernels::SamplingParams kp;
       kp.temperature = std::get<0>(key);
       kp.top_k = std::get<1>(key);
       kp.top_p = std::get<2>(key);
       kp.min_p = std::get<3>(key);
-      kernels::sample_forward(tokens, lp, logits, dcounters, kp, std::get<4>(key), ctx_);
-      Tensor htok({B}, DType::i32, ctx_.host_allocator(), "tokens");
-      Tensor hlp({B}, DType::f32, ctx_.host_allocator(), "token_logprob");
-      ctx_.copy(htok, tokens);
-      ctx_.copy(hlp, lp);
+      kernels::sample_forward(tokens, lp, logits, counters, kp, std::get<4>(key), ctx_);
+      Tensor hres({2 * B}, DType::i32, ctx_.host_allocator(), "sampled");
+      ctx_.copy(hres, res);
       for (int64_t b = 0; b < B; ++b) {
         const Row& row = rows[static_cast<size_t>(b)];
-        drawn[{row.entry, row.sample}] = {htok.ptr<int32_t>()[b], hlp.ptr<float>()[b]};
+        float logprob;
+        std::memcpy(&logprob, hres.ptr<int32_t>() + B + b, sizeof logprob);
+        drawn[{row.entry, row.sample}] = {hres.ptr<int32_t>()[b], logprob};
       }
     }
+    stats_.sample_seconds += seconds_since(t_sample);
 
     int64_t finished = 0, new_tokens = 0;
     for (size_t i = 0; i < entries.size(); ++i) {

@@ -40,6 +40,9 @@ struct EngineOptions {
   int64_t max_batch_tokens = 512;  // tokens per step: decodes plus prefill chunks
   int64_t max_sequences = 256;     // sequences in one step
   std::vector<int32_t> extra_eos;  // EOS ids besides the tokenizer's (models without one)
+  // Synchronise the device after each forward so that EngineStats' forward and sampling times
+  // are each phase's own (otherwise queued GPU work is counted where the host first waits).
+  bool time_phases = false;
 };
 
 struct EngineStats {
@@ -51,6 +54,9 @@ struct EngineStats {
   int64_t copy_on_writes = 0;  // shared partial blocks copied
   int64_t peak_used_blocks = 0;
   int64_t peak_batch_sequences = 0;
+  // Host wall time per phase (see EngineOptions::time_phases): scheduling and batch assembly,
+  // the cached forward, sampling (gather, draw, download).
+  double schedule_seconds = 0, forward_seconds = 0, sample_seconds = 0;
 };
 
 // One request's outcome: n completions in sample order, or an error (the prompt does not fit).
