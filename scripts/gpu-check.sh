@@ -14,7 +14,8 @@
 #               kernels,gemm). rollout: `r1kit init` writes random bf16 checkpoints in the shapes
 #               of Qwen2.5-0.5B and dsv3-mini under /tmp, then bench/rollout_bench and, where
 #               python3 has torch and transformers, bench/hf_generate.py run on each.
-# Environment: R1KIT_DEBS, a folder of .deb files (default .debs/, filled by
+# Environment: R1KIT_TEST_TIMEOUT, R1KIT_BENCH_TIMEOUT, R1KIT_HF_TIMEOUT (seconds per test, per
+#   benchmark binary, per hf_generate.py run); R1KIT_DEBS, a folder of .deb files (default .debs/, filled by
 #   scripts/fetch-gpu-debs.sh on a machine with network): unpacked with dpkg -x into the build folder
 #   when the host lacks the RE2, utf8proc or SentencePiece headers, and put on the compiler/CMake
 #   search paths.
@@ -142,8 +143,9 @@ if [ "$bench" = 1 ]; then
       timeout "${R1KIT_BENCH_TIMEOUT:-300}" "$build/bench/rollout_bench" --model "$dir" \
         >> "$out/bench_rollout.jsonl" 2>> "$summary" || status=1
       if [ "$hf" = 1 ]; then
-        PYTHONUNBUFFERED=1 timeout "${R1KIT_BENCH_TIMEOUT:-300}" python3 bench/hf_generate.py \
-          --model "$dir" >> "$out/bench_rollout.jsonl" 2>> "$summary" || status=1
+        PYTHONUNBUFFERED=1 timeout "${R1KIT_HF_TIMEOUT:-300}" python3 bench/hf_generate.py \
+          --model "$dir" >> "$out/bench_rollout.jsonl" 2> /tmp/r1kit-hf.err ||
+          { status=1; echo "hf_generate failed or timed out (R1KIT_HF_TIMEOUT):"; tail -5 /tmp/r1kit-hf.err; } >> "$summary"
       fi
       rm -rf "$dir"
     done

@@ -1,9 +1,10 @@
 // paged_attention and paged_cache_write on the GPU vs the CPU reference (the public front-ends on
 // both contexts): GQA and MQA with chunks after cached positions and single decode rows, the MLA
 // shape (Hkv = 1, Dqk = 576, Dv = 512, V a view of K), block tables in shuffled order, f32, bf16,
-// f64; the index arrays on the host, on the device, and on the host with device copies. Tolerance
-// (testing::tolerance): the GPU computes in fp32 (f64 for f64) from the stored inputs and rounds
-// only the output; reduction length = the longest cached range times the larger head dim.
+// f16, f64, both kernels (tiled: more heads than warps of a block, partial tiles; simple: f64 and
+// Dv > 512); the index arrays on the host, on the device, and on the host with device copies.
+// Tolerance (testing::tolerance): the GPU computes in fp32 (f64 for f64) from the stored inputs and
+// rounds only the output; reduction length = the longest cached range times the larger head dim.
 #include "kernels/paged_attention.h"
 
 #include <algorithm>
@@ -102,6 +103,12 @@ TEST(PagedAttentionGpu, GqaMatchesCpu) {
   check({4, 2, 64, 64, 16, false, {0, 37, 5, 100}, {23, 9, 1, 1}}, 1);
   check({6, 2, 40, 24, 4, false, {3, 0}, {1, 7}, DType::bf16}, 2);
   check({3, 1, 128, 128, 8, false, {17, 2}, {1, 3}, DType::f64}, 3);
+  // 20 query heads on one KV head: two rounds of at most 16 warps; 301 positions: ten tiles of 32,
+  // the last partial.
+  check({20, 1, 64, 32, 16, false, {300, 7}, {1, 2}, DType::bf16}, 7);
+  check({8, 2, 32, 32, 8, false, {50, 3}, {1, 4}, DType::f16}, 9);
+  // Dv > 512: the simple kernel.
+  check({2, 2, 16, 600, 8, false, {5}, {3}, DType::f32}, 8);
 }
 
 TEST(PagedAttentionGpu, MlaShapeWithValuesAViewOfKeys) {
