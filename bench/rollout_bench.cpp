@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
                         {"forward_s", e->stats().forward_seconds},
                         {"sample_s", e->stats().sample_seconds},
                         {"schedule_s", e->stats().schedule_seconds},
+                        {"graph_replays", e->stats().graph_replays},
                         {"preemptions", e->stats().preemptions},
                         {"load_s", load_s}}
                        .dump()
@@ -217,6 +218,7 @@ int main(int argc, char** argv) {
                         {"forward_s", e->stats().forward_seconds},
                         {"sample_s", e->stats().sample_seconds},
                         {"schedule_s", e->stats().schedule_seconds},
+                        {"graph_replays", e->stats().graph_replays},
                         {"bytes_per_token", bytes},
                         {"floor_ms", floor_ms},
                         {"ratio", ms / floor_ms}}

@@ -151,6 +151,66 @@ void Context::copy_on_device(const TensorView& dst, const TensorView& src) {
 #endif
 }
 
+CudaGraph::~CudaGraph() {
+#if defined(R1KIT_WITH_CUDA)
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+#endif
+}
+
+CudaGraph& CudaGraph::operator=(CudaGraph&& o) noexcept {
+  if (this != &o) {
+    CudaGraph dead(std::move(*this));
+    exec_ = o.exec_;
+    o.exec_ = nullptr;
+  }
+  return *this;
+}
+
+void CudaGraph::replay(Context& ctx) const {
+  R1_CHECK(exec_ && ctx.is_cuda(), "[cuda_graph] replay of an empty graph or on a CPU context");
+#if defined(R1KIT_WITH_CUDA)
+  R1_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_),
+                                static_cast<cudaStream_t>(ctx.stream())));
+#endif
+}
+
+void Context::begin_capture() {
+  R1_CHECK(is_cuda(), "[cuda_graph] capture needs a CUDA context");
+  R1_CHECK(!capturing_, "[cuda_graph] a capture is already in progress");
+#if defined(R1KIT_WITH_CUDA)
+  if (!graph_alloc_) graph_alloc_ = std::make_unique<CudaCachingAllocator>(device_.index);
+  R1_CUDA_CHECK(
+      cudaStreamBeginCapture(static_cast<cudaStream_t>(stream_), cudaStreamCaptureModeRelaxed));
+  capturing_ = true;
+  alloc_ = graph_alloc_.get();
+#endif
+}
+
+CudaGraph Context::end_capture() {
+  R1_CHECK(capturing_, "[cuda_graph] end_capture without begin_capture");
+  CudaGraph g;
+#if defined(R1KIT_WITH_CUDA)
+  capturing_ = false;
+  alloc_ = device_alloc_.get();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t e = cudaStreamEndCapture(static_cast<cudaStream_t>(stream_), &graph);
+  if (e != cudaSuccess || graph == nullptr) {
+    (void)cudaGetLastError();  // clear the sticky capture error
+    if (graph) cudaGraphDestroy(graph);
+    R1_THROW("[cuda_graph] capture failed: {}", cudaGetErrorString(e));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t ie = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (ie != cudaSuccess) {
+    (void)cudaGetLastError();
+    R1_THROW("[cuda_graph] instantiation failed: {}", cudaGetErrorString(ie));
+  }
+  g.exec_ = exec;
+#endif
+  return g;
+}
+
 void Context::synchronize() {
 #if defined(R1KIT_WITH_CUDA)
   if (stream_) R1_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));

@@ -34,6 +34,27 @@ struct ContextOptions {
   int device_index = 0;
 };
 
+class Context;
+
+// An instantiated CUDA graph (Context::end_capture): replays the captured stream work. Move-only;
+// empty when default-constructed or on a CPU context.
+class CudaGraph {
+ public:
+  CudaGraph() = default;
+  ~CudaGraph();
+  CudaGraph(CudaGraph&& o) noexcept : exec_(o.exec_) { o.exec_ = nullptr; }
+  CudaGraph& operator=(CudaGraph&& o) noexcept;
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+  bool empty() const { return exec_ == nullptr; }
+  // Queues the captured work on ctx's stream (the context it was captured on).
+  void replay(Context& ctx) const;
+
+ private:
+  friend class Context;
+  void* exec_ = nullptr;  // cudaGraphExec_t
+};
+
 class Context {
  public:
   // A CPU context.
@@ -70,6 +91,19 @@ class Context {
   // error a kernel recorded since the last check (DeviceErrorRecord).
   void synchronize();
 
+  // CUDA graphs (CUDA contexts only). begin_capture() starts recording the work queued on the
+  // stream instead of running it (cudaStreamCaptureModeRelaxed); until end_capture(), tensors made
+  // by empty()/zeros() come from a separate caching pool that only captured work uses, so memory a
+  // graph touches is never handed to tensors outside graphs (a training step's, say) that could be
+  // live while it replays. Graphs share that pool with each other: replays are ordered on the
+  // stream, so a graph's outputs must be read (copied out) before another graph is replayed, and
+  // its inputs written just before its own replay. end_capture() instantiates the graph; on a
+  // failure (an op that cannot be captured, such as a copy that synchronises) it ends the capture,
+  // restores the allocator and throws. Captured work does not run: replay the graph.
+  void begin_capture();
+  CudaGraph end_capture();
+  bool capturing() const { return capturing_; }
+
   // Device pointer to this context's error record (CUDA contexts; nullptr on CPU). Kernels that
   // validate data on the device write the first failure there.
   DeviceErrorRecord* device_error_record() const { return dev_err_device_; }
@@ -88,6 +122,8 @@ class Context {
   void* stream_ = nullptr;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Allocator> device_alloc_;
+  std::unique_ptr<Allocator> graph_alloc_;  // the captured work's pool (CUDA graphs)
+  bool capturing_ = false;
   CpuAllocator host_alloc_;
   Allocator* alloc_ = nullptr;
   uint64_t seed_ = 0;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 #include <utility>
 
 #include "kernels/elementwise.h"
@@ -49,14 +51,17 @@ int64_t values_per_token(const ModelConfig& cfg) {
 }
 
 // The index arrays of one step: built on the host in one packed i32 buffer
-//   [tokens (T) | positions (T) | cu_seqlens (B+1) | last (B) | cached (B) | table (B, W) | slots (T)]
+//   [tokens (T) | positions (T) | cu_seqlens (B+1) | last (B) | cached (B) | table (B, W) | slots
+//   (T)]
 // and uploaded in one copy (one stream sync per step); the device views point into that copy.
 struct StepIndex {
-  int64_t b = 0, t = 0, width = 0;
-  Tensor host, dev;                       // the packed buffer, host and device (dev: CUDA only)
-  TensorView cu, cached, table, slots;    // host views: (B+1), (B), (B, W), (T)
-  TokenBatch batch;                       // tokens, positions, cu_seqlens on the device
-  TensorView last;                        // (B) on the device: each sequence's last new row
+  int64_t b = 0, t = 0, width = 0, max_pos = 0;
+  int64_t o_tok = 0, o_pos = 0, o_cu = 0, o_last = 0;  // offsets into the packed buffer
+  TensorView packed;  // the packed buffer on the context's device (the host one on a CPU)
+  Tensor host, dev;   // the packed buffer, host and device (dev: CUDA only)
+  TensorView cu, cached, table, slots;          // host views: (B+1), (B), (B, W), (T)
+  TokenBatch batch;                             // tokens, positions, cu_seqlens on the device
+  TensorView last;                              // (B) on the device: each sequence's last new row
   TensorView cached_dev, table_dev, slots_dev;  // device views (CUDA contexts)
   kernels::PagedDeviceIndex device() const {
     if (!table_dev.defined()) return {};
@@ -133,7 +138,32 @@ struct CachedForward::Impl {
   }
 
   void ensure_rope(int64_t rows, Context& ctx);
-  StepIndex index(const CachedBatch& batch, const PagedKvCache& cache, Context& ctx) const;
+  // Validates the batch and builds (and, on CUDA, uploads) the packed index arrays, the block
+  // table at least min_width wide; into *reuse when given and of the right size (a graph's input
+  // buffer), else a new device buffer (then kept in s.dev).
+  StepIndex index(const CachedBatch& batch, const PagedKvCache& cache, Context& ctx,
+                  int64_t min_width = 0, Tensor* reuse = nullptr) const;
+  // The step's TokenBatch on the device, filled from the packed buffer by device copies.
+  static void bind(StepIndex& s, Context& ctx);
+  // Everything after the index: the layers and the head (capturable for dense models).
+  CachedOutput run(const StepIndex& s, PagedKvCache& cache, Context& ctx);
+  void clear_graphs() {
+    graphs.clear();
+    seen.clear();
+  }
+
+  // CUDA graphs of decode steps by batch size (enable_cuda_graphs).
+  struct Graph {
+    CudaGraph graph;
+    Tensor index;       // the input: packed index arrays, uploaded before each replay
+    TensorView logits;  // the output in the graph pool: copied out right after the replay
+  };
+  bool graphs_on = false;
+  int64_t graph_tokens = 0, graph_width = 0;
+  const PagedKvCache* graph_cache = nullptr;
+  std::map<int64_t, Graph> graphs;
+  std::set<int64_t> seen;  // batch sizes run eagerly once (their GEMMs tuned)
+  CachedForward::GraphStats graph_stats;
   void gqa(const TensorView& y, const TensorView& x, int64_t layer, PagedKvCache::Layer& kv,
            const StepIndex& s, Context& ctx);
   void mla(const TensorView& y, const TensorView& x, int64_t layer, PagedKvCache::Layer& kv,
@@ -160,7 +190,7 @@ void CachedForward::Impl::ensure_rope(int64_t rows, Context& ctx) {
 
 // Validates the batch against the config and the cache, and builds the step's index arrays.
 StepIndex CachedForward::Impl::index(const CachedBatch& batch, const PagedKvCache& cache,
-                                     Context& ctx) const {
+                                     Context& ctx, int64_t min_width, Tensor* reuse) const {
   const ModelConfig& c = cfg();
   const int64_t b_n = static_cast<int64_t>(batch.new_len.size());
   const int64_t bs = cache.spec().block_size, nb = cache.spec().num_blocks;
@@ -209,6 +239,7 @@ StepIndex CachedForward::Impl::index(const CachedBatch& batch, const PagedKvCach
              "[decode] token {} at index {} is outside the vocabulary (V = {})", batch.tokens[i], i,
              c.vocab_size);
 
+  width = std::max(width, min_width);
   StepIndex s;
   s.b = b_n;
   s.t = total;
@@ -244,27 +275,42 @@ StepIndex CachedForward::Impl::index(const CachedBatch& batch, const PagedKvCach
     last[b] = static_cast<int32_t>(t - 1);
     max_pos = std::max(max_pos, cached + batch.new_len[b]);
   }
-  // One upload; the TokenBatch's own tensors are filled from it by device copies (no sync).
+  // One upload; the TokenBatch's own tensors are filled from it by device copies (bind).
   TensorView d = all;
   if (ctx.is_cuda()) {
-    s.dev = ctx.empty({n_all}, DType::i32, "step_index");
-    ctx.copy(s.dev, s.host);
-    d = s.dev.view();
+    Tensor* dst = &s.dev;
+    if (reuse && reuse->defined() && reuse->numel() == n_all) {
+      dst = reuse;
+    } else {
+      s.dev = ctx.empty({n_all}, DType::i32, "step_index");
+    }
+    ctx.copy(*dst, s.host);
+    d = dst->view();
     s.cached_dev = d.slice(o_cached, o_cached + b_n);
     s.table_dev = d.slice(o_table, o_table + b_n * width).reshape({b_n, width});
     s.slots_dev = d.slice(o_slots, o_slots + total);
   }
-  s.batch.tokens = ctx.empty({total}, DType::i32, "tokens");
-  s.batch.positions = ctx.empty({total}, DType::i32, "positions");
-  s.batch.cu_seqlens = ctx.empty({b_n + 1}, DType::i32, "cu_seqlens");
+  s.packed = d;
+  s.o_tok = o_tok;
+  s.o_pos = o_pos;
+  s.o_cu = o_cu;
+  s.o_last = o_last;
+  s.max_pos = max_pos;
+  s.last = d.slice(o_last, o_last + b_n);
   s.batch.cu_seqlens_host = Tensor({b_n + 1}, DType::i32, ctx.host_allocator(), "cu_seqlens");
-  ctx.copy_on_device(s.batch.tokens, d.slice(o_tok, o_tok + total));
-  ctx.copy_on_device(s.batch.positions, d.slice(o_pos, o_pos + total));
-  ctx.copy_on_device(s.batch.cu_seqlens, d.slice(o_cu, o_cu + b_n + 1));
   std::copy(cu, cu + b_n + 1, s.batch.cu_seqlens_host.ptr<int32_t>());
   s.batch.max_position_ = max_pos;
-  s.last = d.slice(o_last, o_last + b_n);
   return s;
+}
+
+void CachedForward::Impl::bind(StepIndex& s, Context& ctx) {
+  const TensorView& base = s.packed;
+  s.batch.tokens = ctx.empty({s.t}, DType::i32, "tokens");
+  s.batch.positions = ctx.empty({s.t}, DType::i32, "positions");
+  s.batch.cu_seqlens = ctx.empty({s.b + 1}, DType::i32, "cu_seqlens");
+  ctx.copy_on_device(s.batch.tokens, base.slice(s.o_tok, s.o_tok + s.t));
+  ctx.copy_on_device(s.batch.positions, base.slice(s.o_pos, s.o_pos + s.t));
+  ctx.copy_on_device(s.batch.cu_seqlens, base.slice(s.o_cu, s.o_cu + s.b + 1));
 }
 
 // GQA: q, k, v projections, RoPE on q and k, k and v into their slots, attention over the cache.
@@ -348,6 +394,7 @@ const ModelConfig& CachedForward::config() const {
 
 void CachedForward::refresh_weights(Context& ctx) {
   Impl& m = *impl_;
+  m.clear_graphs();  // they read the derived tensors
   m.absorbed.clear();
   if (!m.cfg().is_mla()) return;
   for (int64_t l = 0; l < m.cfg().num_hidden_layers; ++l)
@@ -355,11 +402,9 @@ void CachedForward::refresh_weights(Context& ctx) {
         mla_absorb(mla_weights(m.lookup(), layer_prefix(l) + "self_attn.", m.cfg()), m.cfg(), ctx));
 }
 
-CachedOutput CachedForward::step(const CachedBatch& batch, PagedKvCache& cache, Context& ctx) {
-  Impl& m = *impl_;
+CachedOutput CachedForward::Impl::run(const StepIndex& s, PagedKvCache& cache, Context& ctx) {
+  Impl& m = *this;
   const ModelConfig& c = m.cfg();
-  const StepIndex s = m.index(batch, cache, ctx);
-  m.ensure_rope(s.batch.max_position(), ctx);
   const int64_t T = s.t, B = s.b, C = c.hidden_size, V = c.vocab_size;
   const DType dt = m.dtype(), st = stats_dtype(dt);
   const double eps = c.rms_norm_eps;
@@ -423,6 +468,98 @@ CachedOutput CachedForward::step(const CachedBatch& batch, PagedKvCache& cache, 
     }
   }
   return o;
+}
+
+CachedOutput CachedForward::step(const CachedBatch& batch, PagedKvCache& cache, Context& ctx) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.cfg();
+  const int64_t b_n = static_cast<int64_t>(batch.new_len.size());
+  bool decode = m.graphs_on && ctx.is_cuda() && !c.is_moe() && b_n >= 1 && b_n <= kMaxGraphBatch &&
+                static_cast<int64_t>(batch.tokens.size()) == b_n;
+  for (int64_t b = 0; decode && b < b_n; ++b)
+    decode = batch.new_len[static_cast<size_t>(b)] == 1 &&
+             batch.cached_len[static_cast<size_t>(b)] + 1 <= m.graph_tokens;
+  if (decode && m.graph_cache != &cache) {
+    m.clear_graphs();
+    m.graph_cache = &cache;
+  }
+  if (decode) {
+    const int64_t bs = cache.spec().block_size;
+    m.graph_width = (m.graph_tokens + bs - 1) / bs;
+    auto it = m.graphs.find(b_n);
+    if (it != m.graphs.end()) {  // replay: new inputs into the graph's buffer, then the graph
+      const StepIndex s = m.index(batch, cache, ctx, m.graph_width, &it->second.index);
+      R1_CHECK(!s.dev.defined(), "[decode] the graph's index buffer does not fit batch {}", b_n);
+      it->second.graph.replay(ctx);
+      CachedOutput o;
+      o.logits = ctx.empty({b_n, c.vocab_size}, DType::f32, "logits");
+      ctx.copy_on_device(o.logits, it->second.logits);
+      ++m.graph_stats.replays;
+      return o;
+    }
+    if (m.seen.count(b_n)) {  // second time: capture (the first ran eagerly and tuned the GEMMs)
+      m.ensure_rope(m.graph_tokens, ctx);
+      StepIndex s = m.index(batch, cache, ctx, m.graph_width);
+      Impl::Graph g;
+      g.index = std::move(s.dev);
+      s.dev = Tensor();
+      CachedOutput captured;
+      try {
+        ctx.begin_capture();
+        try {
+          Impl::bind(s, ctx);
+          captured = m.run(s, cache, ctx);
+        } catch (...) {
+          try {
+            (void)ctx.end_capture();
+          } catch (const Error&) {
+          }
+          throw;
+        }
+        g.graph = ctx.end_capture();
+      } catch (const Error&) {
+        // Not capturable here (a synchronising op, an unsupported call): eager from now on.
+        ++m.graph_stats.failures;
+        m.graphs_on = false;
+        m.clear_graphs();
+        return step(batch, cache, ctx);
+      }
+      g.logits = captured.logits.view();
+      g.graph.replay(ctx);
+      CachedOutput o;
+      o.logits = ctx.empty({b_n, c.vocab_size}, DType::f32, "logits");
+      ctx.copy_on_device(o.logits, g.logits);
+      m.graphs.emplace(b_n, std::move(g));
+      ++m.graph_stats.captures;
+      return o;
+    }
+    m.seen.insert(b_n);
+  }
+  StepIndex s = m.index(batch, cache, ctx);
+  const int64_t rope_rows = m.rope.rows();
+  m.ensure_rope(s.batch.max_position(), ctx);
+  if (m.rope.rows() != rope_rows) m.clear_graphs();  // graphs read the old tables
+  Impl::bind(s, ctx);
+  return m.run(s, cache, ctx);
+}
+
+void CachedForward::enable_cuda_graphs(int64_t max_tokens) {
+  Impl& m = *impl_;
+  R1_CHECK(max_tokens >= 1, "[decode] enable_cuda_graphs: max_tokens {} must be >= 1", max_tokens);
+  if (!m.graphs_on || max_tokens > m.graph_tokens) {
+    m.clear_graphs();
+    m.graph_tokens = max_tokens;
+  }
+  m.graphs_on = true;
+}
+
+void CachedForward::disable_cuda_graphs() {
+  impl_->graphs_on = false;
+  impl_->clear_graphs();
+}
+
+const CachedForward::GraphStats& CachedForward::graph_stats() const {
+  return impl_->graph_stats;
 }
 
 }  // namespace r1kit::policy

@@ -87,6 +87,22 @@ class CachedForward {
   // max_position_embeddings) with errors naming the sequence, then runs the step.
   CachedOutput step(const CachedBatch& batch, PagedKvCache& cache, Context& ctx);
 
+  // CUDA graphs for decode steps (CUDA contexts, dense models: MoE layers synchronise to size
+  // their grouped GEMMs). With graphs enabled, a step in which every sequence has one new token,
+  // no sequence reaches past max_tokens and there are at most kMaxGraphBatch sequences runs from
+  // a graph captured for its batch size: the first step of a size runs eagerly (its GEMMs get
+  // tuned), the second is captured, later ones replay — the same kernels with the same launch
+  // parameters (the block table padded to max_tokens' width), so results are bit-identical to
+  // eager steps. Other steps run eagerly. Graphs are dropped when the weights are refreshed, the
+  // RoPE tables grow or another cache is passed; a capture that fails turns graphs off.
+  static constexpr int64_t kMaxGraphBatch = 512;
+  void enable_cuda_graphs(int64_t max_tokens);
+  void disable_cuda_graphs();
+  struct GraphStats {
+    int64_t captures = 0, replays = 0, failures = 0;
+  };
+  const GraphStats& graph_stats() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -172,6 +172,13 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
     }
   }
 
+  const policy::CachedForward::GraphStats graphs_before = fwd_.graph_stats();
+  if (opts_.cuda_graphs && ctx_.is_cuda() && !cfg.is_moe()) {
+    int64_t longest = 1;
+    for (const Seq* q : waiting) longest = std::max(longest, q->limit);
+    fwd_.enable_cuda_graphs(longest);
+  }
+
   auto remove_running = [&](Seq* s) {
     running.erase(std::find(running.begin(), running.end(), s));
   };
@@ -424,6 +431,8 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
                      [](const Seq* a, const Seq* b) { return a->stamp < b->stamp; });
     if (on_step) on_step(finished, new_tokens);
   }
+  stats_.graph_captures += fwd_.graph_stats().captures - graphs_before.captures;
+  stats_.graph_replays += fwd_.graph_stats().replays - graphs_before.replays;
   return outputs;
 }
 

@@ -11,9 +11,10 @@
 // Completion::experts[t] (MoE): the experts routed at the position whose logits token t was drawn
 // from (the last prompt token for t = 0, token t - 1 after that), over the MoE layers.
 // EOS: the tokenizer's eos_ids() plus EngineOptions::extra_eos (none without a tokenizer).
-// Not built yet: swap-out preemption, prefix caching across requests, CUDA graphs for decode steps,
-// one batched sample_forward over rows of different sampling parameters (rows are grouped by
-// parameters; a group's logits rows are gathered one copy each).
+// CUDA graphs: decode steps of dense policies replay a graph per batch size (EngineOptions).
+// Not built yet: swap-out preemption, prefix caching across requests, CUDA graphs for MoE policies
+// (their layers synchronise), one batched sample_forward over rows of different sampling
+// parameters (rows are grouped by parameters; each group is one gather and one draw).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,9 @@ struct EngineOptions {
   // Synchronise the device after each forward so that EngineStats' forward and sampling times
   // are each phase's own (otherwise queued GPU work is counted where the host first waits).
   bool time_phases = false;
+  // CUDA graphs for decode steps of dense policies (CachedForward::enable_cuda_graphs, with the
+  // longest sequence of each generate() call); bit-identical to eager steps.
+  bool cuda_graphs = true;
 };
 
 struct EngineStats {
@@ -57,6 +61,7 @@ struct EngineStats {
   // Host wall time per phase (see EngineOptions::time_phases): scheduling and batch assembly,
   // the cached forward, sampling (gather, draw, download).
   double schedule_seconds = 0, forward_seconds = 0, sample_seconds = 0;
+  int64_t graph_captures = 0, graph_replays = 0;  // CUDA graphs of decode steps
 };
 
 // One request's outcome: n completions in sample order, or an error (the prompt does not fit).

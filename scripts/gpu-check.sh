@@ -14,7 +14,8 @@
 #               kernels,gemm). rollout: `r1kit init` writes random bf16 checkpoints in the shapes
 #               of Qwen2.5-0.5B and dsv3-mini under /tmp, then bench/rollout_bench and, where
 #               python3 has torch and transformers, bench/hf_generate.py run on each.
-# Environment: R1KIT_TEST_TIMEOUT, R1KIT_BENCH_TIMEOUT, R1KIT_HF_TIMEOUT (seconds per test, per
+# Environment: R1KIT_HF=0 skips hf_generate.py; R1KIT_TEST_TIMEOUT, R1KIT_BENCH_TIMEOUT,
+#   R1KIT_HF_TIMEOUT (seconds per test, per
 #   benchmark binary, per hf_generate.py run); R1KIT_DEBS, a folder of .deb files (default .debs/, filled by
 #   scripts/fetch-gpu-debs.sh on a machine with network): unpacked with dpkg -x into the build folder
 #   when the host lacks the RE2, utf8proc or SentencePiece headers, and put on the compiler/CMake
@@ -132,7 +133,7 @@ if [ "$bench" = 1 ]; then
   fi
   if wants rollout; then
     hf=0
-    python3 -c 'import torch, transformers' 2>/dev/null && hf=1
+    [ "${R1KIT_HF:-1}" = 1 ] && python3 -c 'import torch, transformers' 2>/dev/null && hf=1
     for spec in qwen2:qwen2.5-0.5b deepseek_v3:dsv3-mini; do
       arch="${spec%%:*}" preset="${spec#*:}" dir="/tmp/r1kit-bench/$preset"
       echo "== rollout $preset" >> "$summary"

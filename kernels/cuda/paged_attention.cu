@@ -225,7 +225,8 @@ bool launch_tiled(const TensorView& out, const TensorView& q, const TensorView& 
                       v_cache.stride[1] == k_cache.stride[1] &&
                       v_cache.stride[2] == k_cache.stride[2] && dv <= dqk;
   const int kwords = static_cast<int>(dqk * es / 4), vwords = static_cast<int>(dv * es / 4);
-  const int kw = kwords | 1, vw = vwords | 1;  // odd word strides: conflict-free column reads
+  // Odd word strides: conflict-free column reads. V rows in the K tile keep its stride.
+  const int kw = kwords | 1, vw = v_in_k ? kw : vwords | 1;
   const int warps = static_cast<int>(std::min<int64_t>(group, kMaxWarps));
   const size_t smem =
       sizeof(uint32_t) * static_cast<size_t>(kTile) * static_cast<size_t>(kw + (v_in_k ? 0 : vw)) +

@@ -1,8 +1,9 @@
 // The rollout path on the GPU: CachedForward over the paged cache on a CUDA context against the
 // CPU (f32: within the reduction-order bound; bf16: within the rounding bound below), the engine on
 // the GPU against the GPU training forward (greedy tokens = argmax of the full forward, log-probs,
-// experts; bf16 log-probs with and without router replay), stories260K's greedy reference, and a
-// request's tokens independent of a batch of 64 and of preemption.
+// experts; bf16 log-probs with and without router replay), stories260K's greedy reference, a
+// request's tokens independent of a batch of 64 and of preemption, and CUDA-graph decode steps
+// bit-identical to eager ones.
 //
 // bf16 bound: the cached and the training paths round the same activations to bf16 at up to R =
 // 6·L + 4 places (norm outputs, q/k/v or the MLA latents, attention output, o_proj, MLP/MoE
@@ -330,6 +331,55 @@ TEST(RolloutGpu, TokensDoNotDependOnTheBatchOrOnPreemption) {
     for (size_t r = 0; r < batch.size(); ++r)
       for (size_t s = 0; s < together[r].size(); ++s)
         EXPECT_EQ(pressed[r][s].token_ids, together[r][s].token_ids) << "request " << r;
+  }
+}
+
+// CUDA graphs of decode steps (dense policies) give bit-identical tokens and log-probs to eager
+// steps, as the batch shrinks while sequences finish, across generate() calls, and after a weight
+// update with refresh_weights().
+TEST(RolloutGpu, CudaGraphDecodeIsBitIdenticalToEager) {
+  R1_REQUIRE_GPU();
+  for (const DType dtype : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(std::string(dtype_name(dtype)));
+    const ModelConfig c = policy::preset_config(ModelArch::qwen2, "tiny");
+    Policy pg = gpu_copy(cpu_policy(c, 21), dtype);
+    std::mt19937_64 rng(8);
+    std::vector<Request> reqs;
+    for (uint64_t i = 0; i < 12; ++i)
+      reqs.push_back(ids_request(random_prompt(rng, 2 + static_cast<int64_t>(i % 5), c.vocab_size),
+                                 i, 6 + static_cast<int64_t>(3 * i % 11), i % 4 == 0 ? 0.0 : 1.0,
+                                 1 + (i % 3 == 0)));
+    EngineOptions eo;
+    eo.block_size = 4;
+    eo.num_blocks = 256;
+    EngineOptions eager_opts = eo;
+    eager_opts.cuda_graphs = false;
+    Engine graphed(pg, nullptr, eo, gpu_ctx()), eager(pg, nullptr, eager_opts, gpu_ctx());
+    auto expect_same = [&](const std::vector<std::vector<Completion>>& a,
+                           const std::vector<std::vector<Completion>>& b, const char* what) {
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t r = 0; r < a.size(); ++r)
+        for (size_t k = 0; k < a[r].size(); ++k) {
+          EXPECT_EQ(a[r][k].token_ids, b[r][k].token_ids) << what << " request " << r;
+          EXPECT_EQ(a[r][k].logprobs, b[r][k].logprobs) << what << " request " << r;
+        }
+    };
+    const auto want = generate(eager, reqs);
+    const auto got = generate(graphed, reqs);
+    expect_same(got, want, "first call");
+    EXPECT_GT(graphed.stats().graph_captures, 0);
+    EXPECT_GT(graphed.stats().graph_replays, 0);
+    EXPECT_EQ(eager.stats().graph_replays, 0);
+    const auto again = generate(graphed, reqs);  // the graphs of the first call replay
+    expect_same(again, want, "second call");
+    // A weight update in place (an optimizer step), then refresh_weights.
+    Policy changed = cpu_policy(c, 22);
+    if (dtype == DType::bf16) round_to_bf16(changed);
+    Policy pg2 = gpu_copy(changed, dtype);
+    gpu_ctx().copy_on_device(pg.params().flat(), pg2.params().flat());
+    graphed.refresh_weights();
+    eager.refresh_weights();
+    expect_same(generate(graphed, reqs), generate(eager, reqs), "after the update");
   }
 }
 
