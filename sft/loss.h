@@ -1,0 +1,71 @@
+// The SFT objective on packed micro-batches, the learning-rate schedules, and one optimizer step
+// (gradient accumulation with global token normalisation, clipping, AdamW). The trainer loop,
+// checkpoints and the command line build on these (sft/trainer, later).
+//
+// Objective of one optimizer step over micro-batches b = 1..M, each a list of examples packed into
+// one sequence list (positions restart per example; attention never crosses examples):
+//   L = −(1/N) Σ_b Σ_{examples e in b} Σ_i mask_e[i+1] · log π(e[i+1] | e[0..i])
+// with N = Σ over all micro-batches of the step of the targets (mask_e ones at i ≥ 1): the
+// normaliser is global, so splitting a step's examples into micro-batches differently changes
+// neither L nor ∇L (up to summation order). Per position the backward's dL/dlogprob is
+// −mask_e[i+1] / N.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/context.h"
+#include "kernels/adamw.h"
+#include "policy/policy.h"
+#include "sft/chat_data.h"
+
+namespace r1kit::sft {
+
+enum class LrSchedule { constant, linear, cosine };
+
+struct OptimConfig {
+  double lr = 1e-5;
+  double min_lr_ratio = 0.0;  // r: the schedule decays to r·lr
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 1;  // the schedule's length (steps after it stay at its end value)
+  LrSchedule schedule = LrSchedule::cosine;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double max_grad_norm = 1.0;  // 0 = no clipping
+};
+
+// The learning rate of optimizer step s (1-based), with W = warmup_steps, S = total_steps:
+//   s <= W:  lr · s / W                                              (linear warmup)
+//   else p = min(1, (s − W) / max(1, S − W)) and
+//     constant  lr
+//     linear    lr · (r + (1 − r)(1 − p))
+//     cosine    lr · (r + (1 − r) · ½(1 + cos(π p)))
+double learning_rate(const OptimConfig& cfg, int64_t step);
+
+struct MicroResult {
+  double loss_sum = 0;  // −Σ mask · log π over the micro-batch (not normalised)
+  int64_t targets = 0;
+  int64_t tokens = 0;
+};
+
+// Forward (and, with `backward`, backward accumulating into the policy's gradients, scaled by
+// 1/norm — norm is the step's N) of one packed micro-batch.
+MicroResult micro_step(policy::Policy& policy, const std::vector<const Example*>& examples,
+                       double norm, bool backward, Context& ctx);
+
+struct StepResult {
+  double loss = 0;       // L of the step (mean over its targets)
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+  int64_t targets = 0, tokens = 0;
+  bool skipped = false;  // a non-finite gradient norm: no update
+};
+
+// One optimizer step: zero the gradients, run every micro-batch (global N), clip, AdamW at the
+// schedule's rate for step policy.step() + 1. A non-finite gradient norm skips the update (the
+// result says so) instead of writing NaN into the weights.
+StepResult optimizer_step(policy::Policy& policy,
+                          const std::vector<std::vector<const Example*>>& micro_batches,
+                          const OptimConfig& cfg, Context& ctx);
+
+}  // namespace r1kit::sft
