@@ -52,6 +52,7 @@ R1_HOST_DEVICE inline uint64_t philox_derive_key(uint64_t seed, uint64_t domain)
 }
 // Domains in use (sampling keys Philox with the raw seed, domain 0).
 constexpr uint64_t kPhiloxDomainRandomTensor = 1;
+constexpr uint64_t kPhiloxDomainDataOrder = 2;  // sft/data_order.h: epoch shuffles
 
 // Convenience: one uniform in [0,1) for a (seed, a, b, c, d) tuple — the first lane of one block.
 R1_HOST_DEVICE inline float philox_uniform_at(uint64_t seed, uint32_t a, uint32_t b, uint32_t c,

@@ -8,12 +8,12 @@
 #include <vector>
 
 #include "core/json.h"
+#include "core/philox.h"
 
 namespace r1kit::sft {
 
-// The Philox domain of the data order (see philox_derive_key in core/philox.h; domain 1 is
-// kPhiloxDomainRandomTensor), so shuffling never shares (key, counter) pairs with other streams.
-constexpr uint64_t kPhiloxDomainDataOrder = 2;
+// The shuffles draw from Philox domain kPhiloxDomainDataOrder (core/philox.h, where the domains
+// are listed), so they never share (key, counter) pairs with other streams.
 
 // Where an order stands: `position` examples of epoch `epoch` have been handed out. DataOrder
 // keeps position < N (after the last example of epoch e its state is (e + 1, 0)); a saved state
