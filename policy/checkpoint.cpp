@@ -190,8 +190,10 @@ void fsync_dir(const fs::path& dir) {
   ::close(fd);
 }
 
+}  // namespace
+
 // Publishes the finished directory `tmp` under `dir` in one rename.
-void publish_directory(const fs::path& tmp, const fs::path& dir) {
+static void publish_directory_impl(const fs::path& tmp, const fs::path& dir) {
   std::error_code ec;
   if (fs::exists(dir, ec)) {
 #if defined(RENAME_EXCHANGE)
@@ -219,7 +221,9 @@ void publish_directory(const fs::path& tmp, const fs::path& dir) {
   fsync_dir(dir.parent_path().empty() ? fs::path(".") : dir.parent_path());
 }
 
-}  // namespace
+void publish_directory(const std::string& tmp, const std::string& dir) {
+  publish_directory_impl(fs::path(tmp), fs::path(dir));
+}
 
 // ---- FP8
 // -----------------------------------------------------------------------------------------
@@ -632,7 +636,7 @@ Json save_checkpoint(const std::string& dir, const ModelConfig& config, const Te
     write_file_atomic((tmp / f).string(), read_file((fs::path(opts.tokenizer_dir) / f).string()));
   fsync_dir(tmp);
 
-  publish_directory(tmp, target);
+  publish_directory_impl(tmp, target);
   guard.release();
 
   size_t shards = 0;

@@ -144,6 +144,12 @@ using TensorFill = std::function<void(const ParamSpec& spec, const TensorView& d
 Json save_checkpoint(const std::string& dir, const ModelConfig& config, const TensorFill& fill,
                      const SaveOptions& opts = {});
 
+// Publishes a finished directory `tmp` under `dir` in one rename (an existing `dir` is exchanged
+// atomically with renameat2 where the filesystem supports it, else moved aside first; the old one
+// is removed), then fsyncs the parent. What save_checkpoint does last; for writers of other
+// directories (training checkpoints).
+void publish_directory(const std::string& tmp, const std::string& dir);
+
 // A TensorFill reading host views of any float dtype by manifest name (a view per manifest tensor
 // that is not a tied copy; shapes must match). The map is copied; the memory it points to must stay
 // valid until save_checkpoint returns.

@@ -551,6 +551,36 @@ void Policy::adamw_step(const kernels::AdamWParams& hp, Context& ctx) {
   }
 }
 
+void Policy::restore_optimizer(const TensorView& m, const TensorView& v, const TensorView& master,
+                               int64_t step, Context& ctx) {
+  const bool own_masters = opts_.dtype != DType::f32 && opts_.dtype != DType::f64;
+  const DType state = opts_.dtype == DType::f64 ? DType::f64 : DType::f32;
+  const int64_t n = params_.flat().numel();
+  R1_CHECK(step >= 0, "[policy] restore_optimizer: step {} must be >= 0", step);
+  for (const auto& [t, what] : {std::pair{&m, "m"}, {&v, "v"}})
+    R1_CHECK(t->dtype == state && t->numel() == n && t->is_contiguous(),
+             "[policy] restore_optimizer: {} must be a contiguous {} tensor of {} elements (the "
+             "model's parameters), got {}",
+             what, dtype_name(state), n, t->describe());
+  adam_m_ = ModelParams::like(params_, state, ctx.allocator());
+  adam_v_ = ModelParams::like(params_, state, ctx.allocator());
+  ctx.copy(adam_m_.flat(), m);
+  ctx.copy(adam_v_.flat(), v);
+  if (own_masters) {
+    master_ = ModelParams::like(params_, DType::f32, ctx.allocator());
+    if (master.defined()) {
+      R1_CHECK(master.dtype == DType::f32 && master.numel() == n && master.is_contiguous(),
+               "[policy] restore_optimizer: master must be a contiguous f32 tensor of {} "
+               "elements, got {}",
+               n, master.describe());
+      ctx.copy(master_.flat(), master);
+    } else {
+      kernels::cast(master_.flat(), params_.flat(), ctx);
+    }
+  }
+  step_ = step;
+}
+
 Json Policy::save(const std::string& dir, Context& ctx, const SaveOptions& opts) const {
   return save_params(dir, {master_.defined() ? &master_ : &params_, &buffers_}, opts, ctx);
 }

@@ -232,6 +232,15 @@ class Policy {
   // The fp32 master weights AdamW updates: a separate arena for bf16 working dtypes (after the
   // first step), else the parameters themselves.
   const ModelParams& masters() const { return master_.defined() ? master_ : params_; }
+  // The AdamW moments (undefined before the first step), for training checkpoints.
+  const ModelParams& adam_m() const { return adam_m_; }
+  const ModelParams& adam_v() const { return adam_v_; }
+  // Restores the optimizer state a training checkpoint saved: m and v flat (host or device) with
+  // the arena's element count in the state dtype (f32; f64 for f64 policies), `master` (working
+  // dtypes other than f32/f64: the fp32 masters; undefined rebuilds them from the parameters) and
+  // the number of steps taken. The parameters themselves are loaded with the checkpoint.
+  void restore_optimizer(const TensorView& m, const TensorView& v, const TensorView& master,
+                         int64_t step, Context& ctx);
   ModelParams& grads() { return grads_; }
   const ModelParams& grads() const { return grads_; }
 
