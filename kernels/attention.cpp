@@ -65,13 +65,12 @@ Tensor check_cu_seqlens(const OpCheck& c, const TensorView& cu, int64_t t, Conte
     return fmt::format("cu_seqlens {} must start at 0; cu_seqlens[0] = {}", cu.describe(), p[0]);
   });
   for (int64_t b = 1; b < n; ++b)
-    if (p[b] < p[b - 1])  // the message is only formatted on failure: this loop runs per call
-      c.require(false, [&] {
-        return fmt::format(
-            "cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
-            "cu_seqlens[{}] = {}",
-            cu.describe(), b, p[b], b - 1, p[b - 1]);
-      });
+    c.require(p[b] >= p[b - 1], [&] {
+      return fmt::format(
+          "cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
+          "cu_seqlens[{}] = {}",
+          cu.describe(), b, p[b], b - 1, p[b - 1]);
+    });
   c.require(p[n - 1] == t, [&] {
     return fmt::format(
         "cu_seqlens {} must end at T = {} (rows of q); "

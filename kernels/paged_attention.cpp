@@ -98,32 +98,27 @@ void paged_attention_forward(const TensorView& out, const TensorView& q, const T
         cu_seqlens.describe(), t, b_n, cu[b_n]);
   });
   for (int64_t b = 0; b < b_n; ++b) {
-    // Messages are formatted only on failure: these loops run per layer and step.
-    if (cu[b + 1] < cu[b])
-      c.require(false, [&] {
-        return fmt::format(
-            "cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
-            "cu_seqlens[{}] = {}",
-            cu_seqlens.describe(), b + 1, cu[b + 1], b, cu[b]);
-      });
+    c.require(cu[b + 1] >= cu[b], [&] {
+      return fmt::format(
+          "cu_seqlens {} must be non-decreasing; cu_seqlens[{}] = {} < "
+          "cu_seqlens[{}] = {}",
+          cu_seqlens.describe(), b + 1, cu[b + 1], b, cu[b]);
+    });
     const int64_t len = idx.cached_lens[b];
-    if (len < 0)
-      c.require(false, [&] { return fmt::format("cached_lens[{}] = {} must be >= 0", b, len); });
+    c.require(len >= 0, [&] { return fmt::format("cached_lens[{}] = {} must be >= 0", b, len); });
     const int64_t total = len + cu[b + 1] - cu[b], need = (total + bs - 1) / bs;
-    if (need > idx.table_width)
-      c.require(false, [&] {
-        return fmt::format(
-            "sequence {} covers {} positions ({} cached + {} new), which need {} "
-            "blocks of {} slots; block_tables {} has {} per sequence",
-            b, total, len, cu[b + 1] - cu[b], need, bs, block_tables.describe(), idx.table_width);
-      });
+    c.require(need <= idx.table_width, [&] {
+      return fmt::format(
+          "sequence {} covers {} positions ({} cached + {} new), which need {} "
+          "blocks of {} slots; block_tables {} has {} per sequence",
+          b, total, len, cu[b + 1] - cu[b], need, bs, block_tables.describe(), idx.table_width);
+    });
     for (int64_t j = 0; j < need; ++j) {
       const int32_t blk = idx.block_tables[b * idx.table_width + j];
-      if (blk < 0 || blk >= nb)
-        c.require(false, [&] {
-          return fmt::format("block_tables[{}, {}] = {} is not a block of k_cache {} (NB = {})", b,
-                             j, blk, k_cache.describe(), nb);
-        });
+      c.require(blk >= 0 && blk < nb, [&] {
+        return fmt::format("block_tables[{}, {}] = {} is not a block of k_cache {} (NB = {})", b, j,
+                           blk, k_cache.describe(), nb);
+      });
     }
   }
   if (ctx.is_cuda())
@@ -149,18 +144,16 @@ void paged_cache_write(const TensorView& cache, const TensorView& src, const Ten
   c.shape(slots, {n}, "slots (N)");
   std::vector<int32_t> sorted(s, s + n);
   for (int64_t i = 0; i < n; ++i)
-    if (s[i] < 0 || s[i] >= nb * bs)  // formatted only on failure (a loop over the rows)
-      c.require(false, [&] {
-        return fmt::format("slots[{}] = {} is outside cache {} ({} blocks of {} slots)", i, s[i],
-                           cache.describe(), nb, bs);
-      });
+    c.require(s[i] >= 0 && s[i] < nb * bs, [&] {
+      return fmt::format("slots[{}] = {} is outside cache {} ({} blocks of {} slots)", i, s[i],
+                         cache.describe(), nb, bs);
+    });
   std::sort(sorted.begin(), sorted.end());
   const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  if (dup != sorted.end())
-    c.require(false, [&] {
-      return fmt::format("slots {} names slot {} twice; each row needs its own slot",
-                         slots.describe(), dup == sorted.end() ? 0 : *dup);
-    });
+  c.require(dup == sorted.end(), [&] {
+    return fmt::format("slots {} names slot {} twice; each row needs its own slot",
+                       slots.describe(), dup == sorted.end() ? 0 : *dup);
+  });
   if (n == 0) return;
   if (ctx.is_cuda())
     return cuda::paged_cache_write(cache, src, device_copy(c, slots_device, slots, ctx), ctx);

@@ -26,6 +26,7 @@
 #include "rollout/engine.h"
 #include "tests/common/test_util.h"
 #include "tests/gpu/gpu_util.h"
+#include "tests/rollout/requests.h"
 
 namespace r1kit::rollout {
 namespace {
@@ -144,24 +145,8 @@ TEST(RolloutGpu, CachedForwardBf16MatchesCpuOnTheSameWeights) {
   compare_cached_forward(DType::bf16);
 }
 
-Request ids_request(std::vector<int32_t> prompt, uint64_t index, int64_t max_new,
-                    double temperature, int64_t n = 1) {
-  Request r;
-  r.prompt_ids = std::move(prompt);
-  r.index = index;
-  r.sampling.max_new_tokens = max_new;
-  r.sampling.temperature = temperature;
-  r.sampling.n = n;
-  r.sampling.seed = 42;
-  return r;
-}
-
-std::vector<int32_t> random_prompt(std::mt19937_64& rng, int64_t len, int64_t vocab) {
-  std::uniform_int_distribution<int32_t> d(0, static_cast<int32_t>(vocab - 1));
-  std::vector<int32_t> p(static_cast<size_t>(len));
-  for (auto& t : p) t = d(rng);
-  return p;
-}
+using test_requests::ids_request;
+using test_requests::random_prompt;
 
 // The GPU training forward over prompt + completion: logits (host f32), log-probs at tau, and the
 // routing of each main MoE layer.

@@ -16,6 +16,7 @@
 #include "policy/presets.h"
 #include "rollout/jobs.h"
 #include "tests/common/test_util.h"
+#include "tests/rollout/requests.h"
 
 namespace r1kit::rollout {
 namespace {
@@ -47,24 +48,8 @@ Policy tiny_policy(ModelArch arch) {
   return p;
 }
 
-Request ids_request(std::vector<int32_t> prompt, uint64_t index, int64_t max_new,
-                    double temperature = 1.0, int64_t n = 1) {
-  Request r;
-  r.prompt_ids = std::move(prompt);
-  r.index = index;
-  r.sampling.max_new_tokens = max_new;
-  r.sampling.temperature = temperature;
-  r.sampling.n = n;
-  r.sampling.seed = 42;
-  return r;
-}
-
-std::vector<int32_t> random_prompt(std::mt19937_64& rng, int64_t len, int64_t vocab) {
-  std::uniform_int_distribution<int32_t> d(0, static_cast<int32_t>(vocab - 1));
-  std::vector<int32_t> p(static_cast<size_t>(len));
-  for (auto& t : p) t = d(rng);
-  return p;
-}
+using test_requests::ids_request;
+using test_requests::random_prompt;
 
 // One full (training-path) forward over prompt + completion: at each completion token t, the
 // argmax of the logits at position P - 1 + t (greedy) and the log-prob of the token under
