@@ -32,6 +32,7 @@ namespace {
 struct LogprobsArgs {
   std::string model, input, out, device = "auto", template_name, pattern;
   int64_t batch_tokens = 4096;
+  int64_t topk = 0;
   double temperature = 1.0;
   int threads = 0;
 };
@@ -198,7 +199,7 @@ std::unique_ptr<Context> make_context(const LogprobsArgs& a) {
 
 // Log-probs of rows [begin, end) in one packed batch.
 void score_batch(policy::Policy& p, std::vector<Row>& rows, size_t begin, size_t end,
-                 double temperature, Context& ctx) {
+                 double temperature, int64_t topk, Context& ctx) {
   std::vector<std::vector<int32_t>> seqs;
   for (size_t i = begin; i < end; ++i) {
     std::vector<int32_t> s = rows[i].prompt;
@@ -211,27 +212,54 @@ void score_batch(policy::Policy& p, std::vector<Row>& rows, size_t begin, size_t
   fo.targets = targets;
   fo.temperature = temperature;
   fo.for_backward = false;
+  fo.topk = topk;
   const policy::ForwardContext f = p.forward(batch, fo, ctx);
   Tensor lp({batch.num_tokens()}, f.logprob.dtype(), ctx.host_allocator(), "logprob");
   ctx.copy(lp, f.logprob);
+  Tensor top_ids, top_lp;
+  if (topk > 0) {
+    top_ids = Tensor(f.topk_idx.view().dims(), DType::i32, ctx.host_allocator(), "topk_idx");
+    top_lp = Tensor(f.topk_logprob.view().dims(), f.topk_logprob.dtype(), ctx.host_allocator(),
+                    "topk_logprob");
+    ctx.copy(top_ids, f.topk_idx);
+    ctx.copy(top_lp, f.topk_logprob);
+  }
+  auto value = [](const Tensor& t, int64_t i) {
+    return t.dtype() == DType::f64 ? t.ptr<double>()[i] : static_cast<double>(t.ptr<float>()[i]);
+  };
   int64_t offset = 0;
   for (size_t i = begin; i < end; ++i) {
-    Json out = Json::array();
+    Json out = Json::array(), ids = Json::array(), lps = Json::array();
     // Completion token j sits at position |prompt| + j; its log-prob is the target of the
-    // position before it.
+    // position before it (and so is its top-k: the distribution it was drawn from).
     const int64_t first = offset + static_cast<int64_t>(rows[i].prompt.size()) - 1;
     for (size_t k = 0; k < rows[i].completion.size(); ++k) {
       const int64_t t = first + static_cast<int64_t>(k);
-      out.push_back(lp.dtype() == DType::f64 ? lp.ptr<double>()[t]
-                                             : static_cast<double>(lp.ptr<float>()[t]));
+      out.push_back(value(lp, t));
+      if (topk > 0) {
+        Json ri = Json::array(), rl = Json::array();
+        for (int64_t c = 0; c < topk; ++c) {
+          ri.push_back(top_ids.ptr<int32_t>()[t * topk + c]);
+          rl.push_back(value(top_lp, t * topk + c));
+        }
+        ids.push_back(std::move(ri));
+        lps.push_back(std::move(rl));
+      }
     }
     rows[i].record["logprobs"] = std::move(out);
+    if (topk > 0) {
+      rows[i].record["prompt_ids"] = rows[i].prompt;
+      rows[i].record["completion_ids"] = rows[i].completion;
+      rows[i].record["topk_ids"] = std::move(ids);
+      rows[i].record["topk_logprobs"] = std::move(lps);
+    }
     offset += static_cast<int64_t>(seqs[i - begin].size());
   }
 }
 
 void run_logprobs(const LogprobsArgs& a) {
   if (a.batch_tokens < 1) R1_THROW("--batch-tokens {} must be >= 1", a.batch_tokens);
+  if (a.topk < 0) R1_THROW("--topk {} must be >= 0", a.topk);
   if (!a.template_name.empty() && !a.pattern.empty())
     R1_THROW("logprobs: give --template or --pattern, not both");
   auto ctx = make_context(a);
@@ -251,7 +279,7 @@ void run_logprobs(const LogprobsArgs& a) {
       n += len;
       ++end;
     }
-    score_batch(p, rows, begin, end, a.temperature, *ctx);
+    score_batch(p, rows, begin, end, a.temperature, a.topk, *ctx);
     tokens += n;
     begin = end;
   }
@@ -281,6 +309,10 @@ void register_logprobs(CLI::App& app) {
       ->required();
   cmd->add_option("--out", a->out, "output JSONL: each input row plus \"logprobs\"")->required();
   cmd->add_option("--batch-tokens", a->batch_tokens, "tokens per forward batch")
+      ->capture_default_str();
+  cmd->add_option("--topk", a->topk,
+                  "also write each completion token's top-k distribution (topk_ids, "
+                  "topk_logprobs, plus prompt_ids): a stored-teacher dataset for r1kit distill")
       ->capture_default_str();
   cmd->add_option("--temperature", a->temperature, "log-probs of softmax(logits / temperature)")
       ->capture_default_str();

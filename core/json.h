@@ -12,7 +12,10 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
+
+#include "core/error.h"
 
 namespace r1kit {
 
@@ -72,6 +75,8 @@ class JsonlReader {
   bool next(Json* out);
   // Line number (1-based) of the record next() returned last.
   size_t line_number() const { return record_line_; }
+  // Lines consumed so far (after next() threw on a malformed line: that line's number).
+  size_t lines_read() const { return line_no_; }
   bool truncated_tail() const { return truncated_tail_; }
   const std::string& path() const { return path_; }
 
@@ -165,5 +170,26 @@ size_t edit_distance(std::string_view a, std::string_view b);
 // max(1, |name| / 3)); ties go to the earlier candidate.
 std::optional<std::string> closest_match(std::string_view name,
                                          const std::vector<std::string>& candidates);
+
+// An enum from a string field: `names` maps each accepted keyword to its value; absent → fallback.
+// Anything else is an error listing the keywords (and the closest one):
+//   "recipe.json: stages[0]: 'loss_on' must be one of assistant, last_turn, all, got \"asistant\";
+//   did you mean \"assistant\"?"
+template <class E>
+E get_enum(const Json& j, std::string_view key, std::string_view where,
+           const std::vector<std::pair<std::string, E>>& names, E fallback) {
+  const auto v = get_optional<std::string>(j, key, where);
+  if (!v) return fallback;
+  std::vector<std::string> all;
+  for (const auto& [n, e] : names) {
+    if (n == *v) return e;
+    all.push_back(n);
+  }
+  std::string list;
+  for (const auto& n : all) list += (list.empty() ? "" : ", ") + n;
+  const auto near = closest_match(*v, all);
+  R1_THROW("{}: '{}' must be one of {}, got \"{}\"{}", where, key, list, *v,
+           near ? fmt::format("; did you mean \"{}\"?", *near) : std::string());
+}
 
 }  // namespace r1kit

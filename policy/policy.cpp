@@ -11,6 +11,7 @@
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "kernels/topk_head.h"
 
 namespace r1kit::policy {
 namespace {
@@ -247,7 +248,7 @@ ForwardContext Policy::forward(const TokenBatch& batch, const ForwardOptions& op
   const int64_t T = batch.num_tokens(), C = config_.hidden_size, V = config_.vocab_size;
   const int64_t L = config_.num_hidden_layers;
   const DType dt = opts_.dtype, st = stats_dtype(dt);
-  R1_CHECK(opt.targets.defined() || opt.logits,
+  R1_CHECK(opt.targets.defined() || opt.logits || opt.topk > 0,
            "[policy] forward needs targets (for log-probs) or logits = true");
   R1_CHECK(!opt.entropy || opt.targets.defined(), "[policy] entropy needs targets");
   R1_CHECK(opt.replay_topk_idx.empty() || static_cast<int64_t>(opt.replay_topk_idx.size()) == L,
@@ -299,6 +300,25 @@ ForwardContext Policy::forward(const TokenBatch& batch, const ForwardOptions& op
     if (opt.entropy) f.entropy = ctx.empty({T}, st, "entropy");
     kernels::logprob_head_forward(f.logprob, f.entropy, f.lse, f.h, head, f.targets,
                                   opt.temperature, opts_.logprob_chunk_tokens, ctx);
+  }
+  if (opt.topk > 0) {
+    f.topk_logprob = ctx.empty({T, opt.topk}, st, "topk_logprob");
+    f.topk_idx = ctx.empty({T, opt.topk}, DType::i32, "topk_idx");
+    Tensor lse = ctx.empty({T}, st, "topk.lse");
+    kernels::logprob_head_topk(f.topk_logprob, f.topk_idx, lse, f.h, head, opt.temperature,
+                               opts_.logprob_chunk_tokens, ctx);
+  }
+  if (opt.multi_targets.defined()) {
+    const TensorView& mt = opt.multi_targets;
+    R1_CHECK(mt.dtype == DType::i32 && mt.ndim == 2 && mt.shape[0] == T && mt.is_contiguous(),
+             "[policy] multi_targets {} must be a contiguous (T = {}, K) i32 tensor", mt.describe(),
+             T);
+    f.multi_targets = ctx.empty(mt.dims(), DType::i32, "multi_targets");
+    ctx.copy(f.multi_targets, mt);
+    f.multi_logprob = ctx.empty(mt.dims(), st, "multi_logprob");
+    f.multi_lse = ctx.empty({T}, st, "multi_lse");
+    kernels::logprob_head_multi_forward(f.multi_logprob, f.multi_lse, f.h, head, f.multi_targets,
+                                        opt.temperature, opts_.logprob_chunk_tokens, ctx);
   }
   if (opt.logits) {
     f.logits = ctx.empty({T, V}, dt, "logits");
@@ -491,6 +511,15 @@ void Policy::backward(ForwardContext& fwd, const HeadGrads& g, Context& ctx) {
   kernels::logprob_head_backward(dh, head_weight(grads_), g.dlogprob.defined() ? g.dlogprob : zero,
                                  g.dentropy, fwd.h, head_weight(params_), fwd.targets, fwd.lse,
                                  fwd.temperature, opts_.logprob_chunk_tokens, ctx);
+  if (g.dmulti_logprob.defined()) {
+    R1_CHECK(fwd.multi_logprob.defined(),
+             "[policy] dmulti_logprob given but the forward had no multi_targets");
+    Tensor dh2 = ctx.empty({T, C}, dt, "dh.multi");
+    kernels::logprob_head_multi_backward(dh2, head_weight(grads_), g.dmulti_logprob, fwd.h,
+                                         head_weight(params_), fwd.multi_targets, fwd.multi_lse,
+                                         fwd.temperature, opts_.logprob_chunk_tokens, ctx);
+    kernels::add_forward(dh, dh, dh2, ctx);
+  }
   mtp_backward(fwd, g, dh, ctx);
   kernels::rmsnorm_backward(dresid, grads_.get("model.norm.weight"), dh, fwd.x_final,
                             params_.get("model.norm.weight"), fwd.h_rstd, GradWrite::overwrite,

@@ -88,6 +88,13 @@ struct ForwardOptions {
   // token t_{i+k} of each position and the target t_{i+k+1} (shifted_targets(seqs, k) and
   // shifted_targets(seqs, k + 1); give positions without a target zero weight).
   std::vector<TensorView> mtp_inputs, mtp_targets;
+  // Distillation outputs of the main head, both at `temperature`:
+  //   topk > 0: the k most likely tokens of each position and their log-probs (a teacher's
+  //             sparse distribution; k = 1 is the argmax), forward only;
+  //   multi_targets (T, K) i32: the log-probs of K given tokens per position (a student scored on
+  //             a teacher's top-k), differentiable through HeadGrads::dmulti_logprob.
+  int64_t topk = 0;
+  TensorView multi_targets;
 };
 
 // What backward needs from one decoder layer (activations in the working dtype, statistics in
@@ -148,6 +155,10 @@ struct ForwardContext {
   Tensor entropy;  // (T) stats dtype, when asked
   Tensor lse;      // (T) stats dtype, log-sum-exp of logits / τ (saved for the head's backward)
   Tensor logits;   // (T, V) working dtype, when asked
+  Tensor topk_logprob, topk_idx;  // (T, k) stats dtype / i32, when ForwardOptions::topk > 0
+  Tensor multi_targets;           // (T, K) i32 on the device (a copy of the option's)
+  Tensor multi_logprob;           // (T, K) stats dtype: log softmax(logits / τ)[multi_targets]
+  Tensor multi_lse;               // (T) saved for its backward
   // DeepSeek: routing of every MoE layer run (main layers, then MTP blocks), the total balance
   // loss (host; 0 when α = 0), and the MTP depths (mtp[k − 1] for depth k).
   std::vector<MoeLayerStats> moe;
@@ -162,6 +173,7 @@ struct HeadGrads {
   TensorView dlogprob;                   // main head
   TensorView dentropy;                   // only when the forward computed the entropy
   std::vector<TensorView> mtp_dlogprob;  // per MTP depth run (scaled by λ/D in backward)
+  TensorView dmulti_logprob;             // (T, K): on ForwardContext::multi_logprob
 };
 
 // targets[t] = tokens[t + shift] of the same sequence, 0 where t + shift runs past its end (give

@@ -11,23 +11,6 @@ namespace {
 
 using policy::ChatMessage;
 
-template <class E>
-E parse_enum(const Json& j, std::string_view key, std::string_view where,
-             const std::vector<std::pair<std::string, E>>& names, E fallback) {
-  const auto v = get_optional<std::string>(j, key, where);
-  if (!v) return fallback;
-  std::vector<std::string> all;
-  for (const auto& [n, e] : names) {
-    if (n == *v) return e;
-    all.push_back(n);
-  }
-  std::string list;
-  for (const auto& n : all) list += (list.empty() ? "" : ", ") + n;
-  const auto near = closest_match(*v, all);
-  R1_THROW("{}: '{}' must be one of {}, got \"{}\"{}", where, key, list, *v,
-           near ? fmt::format("; did you mean \"{}\"?", *near) : std::string());
-}
-
 // A row field holding text or messages, as messages with `role_for_text` for text.
 std::vector<ChatMessage> text_or_messages(const Json& v, const std::string& role_for_text,
                                           std::string_view field, std::string_view where) {
@@ -72,24 +55,24 @@ DataConfig DataConfig::from_json(const Json& j, std::string_view where) {
                        "system_prompt", "loss_on", "max_tokens", "over_long", "strict"},
                       where);
   DataConfig c;
-  c.format = parse_enum<RowFormat>(j, "format", where,
-                                   {{"auto", RowFormat::auto_detect},
-                                    {"messages", RowFormat::messages},
-                                    {"prompt_completion", RowFormat::prompt_completion},
-                                    {"question_answer", RowFormat::question_answer},
-                                    {"fields", RowFormat::fields}},
-                                   c.format);
+  c.format = get_enum<RowFormat>(j, "format", where,
+                                 {{"auto", RowFormat::auto_detect},
+                                  {"messages", RowFormat::messages},
+                                  {"prompt_completion", RowFormat::prompt_completion},
+                                  {"question_answer", RowFormat::question_answer},
+                                  {"fields", RowFormat::fields}},
+                                 c.format);
   c.messages_field = get_optional<std::string>(j, "messages_field", where, c.messages_field);
   c.prompt_field = get_optional<std::string>(j, "prompt_field", where, c.prompt_field);
   c.completion_field = get_optional<std::string>(j, "completion_field", where, c.completion_field);
   c.system_prompt = get_optional<std::string>(j, "system_prompt", where, c.system_prompt);
-  c.loss_on = parse_enum<LossOn>(
+  c.loss_on = get_enum<LossOn>(
       j, "loss_on", where,
       {{"assistant", LossOn::assistant}, {"last_turn", LossOn::last_turn}, {"all", LossOn::all}},
       c.loss_on);
   c.max_tokens = get_optional<int64_t>(j, "max_tokens", where, c.max_tokens);
   R1_CHECK(c.max_tokens >= 2, "{}: 'max_tokens' must be at least 2, got {}", where, c.max_tokens);
-  c.over_long = parse_enum<OverLong>(
+  c.over_long = get_enum<OverLong>(
       j, "over_long", where,
       {{"drop", OverLong::drop}, {"truncate", OverLong::truncate}, {"error", OverLong::error}},
       c.over_long);

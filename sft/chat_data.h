@@ -76,6 +76,12 @@ struct Example {
   std::vector<uint8_t> loss_mask;  // (tokens) 1 where the token is a training target
   int64_t line = 0;                // 1-based line of the source row (0 when not from a file)
   bool truncated = false;
+  // A stored teacher distribution (logit distillation): for each target token, in order (the
+  // tokens i >= 1 with loss_mask[i] = 1), the teacher's teacher_k most likely tokens at the
+  // position before it and their log-probs: (targets, teacher_k) row-major. Empty: none.
+  int64_t teacher_k = 0;
+  std::vector<int32_t> teacher_ids;
+  std::vector<float> teacher_logprobs;
   int64_t targets() const;  // tokens with loss
 };
 

@@ -28,7 +28,7 @@ void add_flat(SafetensorsWriter& w, const std::string& name, const TensorView& f
 }  // namespace
 
 Json save_training_checkpoint(const std::string& dir, const policy::Policy& policy,
-                              const Json& trainer, Context& ctx) {
+                              const Json& trainer, Context& ctx, const std::string& tokenizer_dir) {
   R1_CHECK(!dir.empty(), "[checkpoint] the checkpoint directory name is empty");
   const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
   std::error_code ec;
@@ -36,6 +36,7 @@ Json save_training_checkpoint(const std::string& dir, const policy::Policy& poli
   policy::SaveOptions so;
   so.dtype = policy.options().dtype == DType::f64 ? DType::f64 : DType::f32;
   so.overwrite = true;
+  so.tokenizer_dir = tokenizer_dir;
   try {
     policy.save(tmp, ctx, so);
     SafetensorsWriter w;

@@ -21,10 +21,12 @@
 
 namespace r1kit::sft {
 
-// Writes the checkpoint; `trainer` is stored as is (data order, metrics, config). Returns the
-// trainer_state.json object written.
+// Writes the checkpoint; `trainer` is stored as is (data order, metrics, config); the tokenizer
+// files of `tokenizer_dir` are copied in when given (so the checkpoint is a complete model
+// directory). Returns the trainer_state.json object written.
 Json save_training_checkpoint(const std::string& dir, const policy::Policy& policy,
-                              const Json& trainer, Context& ctx);
+                              const Json& trainer, Context& ctx,
+                              const std::string& tokenizer_dir = "");
 
 // Restores the optimizer state of a checkpoint into `policy` (loaded from the same directory with
 // Policy::load) and returns the caller's "trainer" object. Errors name the file: a missing or
