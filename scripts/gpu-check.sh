@@ -10,7 +10,7 @@
 #   --gpu-only  skip the CPU test suite and the CPU benchmark (saves device time)
 #   --filter F  run only GPU tests whose ctest name matches the regex F
 #   --no-bench  tests only
-#   --bench L   the benchmarks to run, comma-separated: kernels, gemm, rollout (default
+#   --bench L   the benchmarks to run, comma-separated: kernels, gemm, rollout, sft (default
 #               kernels,gemm). rollout: `r1kit init` writes random bf16 checkpoints in the shapes
 #               of Qwen2.5-0.5B and dsv3-mini under /tmp, then bench/rollout_bench and, where
 #               python3 has torch and transformers, bench/hf_generate.py run on each.
@@ -103,7 +103,7 @@ fi
 t0=$(date +%s)
 targets=()
 # --gpu-only builds what it runs: the GPU suite and the two benchmarks.
-[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench rollout_bench r1kit)
+[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench rollout_bench sft_bench r1kit)
 if ! cmake --build "$build" -j "$jobs" "${targets[@]}" >> "$out/build.log" 2>&1; then
   echo "gpu-check: build failed (see build.log)"; grep -E 'error|FAILED' "$out/build.log" | head -30; exit 1
 fi
@@ -149,6 +149,16 @@ if [ "$bench" = 1 ]; then
           { status=1; echo "hf_generate failed or timed out (R1KIT_HF_TIMEOUT):"; tail -5 /tmp/r1kit-hf.err; } >> "$summary"
       fi
       rm -rf "$dir"
+    done
+  fi
+  if wants sft; then
+    # SFT optimizer steps (bf16, random weights): 32 rows of 1024 tokens per step; dsv3-mini
+    # (4.6B parameters: 74 GB of weights, masters, moments and gradients) with recompute.
+    for spec in "qwen2 qwen2.5-0.5b" "qwen2 qwen2.5-1.5b" "deepseek_v3 dsv3-mini --recompute"; do
+      read -r arch preset flags <<< "$spec"
+      echo "== sft $preset" >> "$summary"
+      timeout "${R1KIT_BENCH_TIMEOUT:-300}" "$build/bench/sft_bench" --arch "$arch" \
+        --preset "$preset" $flags >> "$out/bench_sft.jsonl" 2>> "$summary" || status=1
     done
   fi
   if [ "$gpu_only" = 0 ]; then
