@@ -307,6 +307,28 @@ TEST(SftTrainer, DistillationFromStoredTopK) {
                                  {"topk.jsonl:5"});
 }
 
+TEST(SftTrainer, SequenceLevelDistillationIsSftOnTheTeachersText) {
+  // No teacher and text rows: the rows (teacher-written traces) are re-tokenised with the
+  // student's tokenizer and trained on with the NLL alone — the same trajectory as `r1kit sft`.
+  ScratchDir dir;
+  const std::string student =
+      write_model(dir, "s", policy::ModelArch::deepseek_v3, "deepseek-v3-mini", 1);
+  write_text(dir.file("traces.jsonl"), qa_rows());
+  Json j = base_config(student, dir.file("traces.jsonl"), dir.file("distill"));
+  j["max_steps"] = 3;
+  run_sft(SftConfig::from_json(j, "d", StageKind::distill));
+  j["output"] = dir.file("sft");
+  run_sft(SftConfig::from_json(j, "s", StageKind::sft));
+  const auto a = metric_lines(dir.file("distill"), "train"),
+             b = metric_lines(dir.file("sft"), "train");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_FALSE(a[i].contains("kd"));
+    EXPECT_EQ(a[i].at("loss"), b[i].at("loss"));
+  }
+}
+
 TEST(SftTrainer, TeacherWithAnotherTokenizerIsRefused) {
   ScratchDir dir;
   const std::string student = write_model(dir, "s", policy::ModelArch::qwen2, "qwen3-mini", 1);
