@@ -8,30 +8,10 @@
 #include <cmath>
 
 #include "kernels/cpu/common.h"
+#include "kernels/cpu/head_gemm.h"
 
 namespace r1kit::kernels::cpu {
 namespace {
-
-// Rows per parallel_for chunk: about 16k logits of work each.
-int64_t row_grain(int64_t vocab) {
-  return std::max<int64_t>(1, 16384 / vocab);
-}
-
-// C (m, n) = alpha · op(A) · op(B) + beta · C, row-major.
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
-              c, static_cast<int>(ldc));
-}
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
-          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
 
 // Forward over `rows` rows of logits (rows, V): per row, with z = x / τ and m = max z,
 //   lse = m + log s,  s = Σ_j e_j,  e_j = exp(z_j − m);
