@@ -12,6 +12,7 @@ void register_all(CLI::App& app) {
   register_logprobs(app);
   register_reward(app);
   register_sandbox(app);
+  register_grpo(app);
   register_sft(app);
   register_tokenize(app);
   register_verify(app);

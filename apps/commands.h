@@ -15,6 +15,7 @@ void register_inspect(CLI::App& app);
 void register_logprobs(CLI::App& app);
 void register_reward(CLI::App& app);
 void register_sandbox(CLI::App& app);
+void register_grpo(CLI::App& app);
 void register_sft(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_verify(CLI::App& app);

@@ -243,7 +243,9 @@ std::vector<RequestOutput> Engine::generate(const std::vector<Request>& requests
     } else if (!sp.ignore_eos && is_in(eos_, token)) {
       reason = FinishReason::eos;
     } else {
-      if (s->dec) {
+      // Ids past the tokenizer's vocabulary (a model's padded embedding rows, e.g. Qwen2.5's
+      // 151936 rows for 151665 tokens) have no text: they are kept as tokens and decode to "".
+      if (s->dec && token < tok_->vocab_size()) {
         const std::string piece = s->dec->push(token);
         if (!piece.empty()) s->stop->feed(piece);
       }

@@ -18,7 +18,10 @@ case "$mode" in
     ;;
   --sanitize)
     # CUDA stays off here: the sanitizers instrument host code only and cudart dislikes ASan.
+    # -O1 -g1 (line tables): what the sanitizers' documentation recommends, and half the compile
+    # time of -O2 -g.
     [ -f build-asan/build.ninja ] || cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
       -DR1KIT_SANITIZE=ON -DR1KIT_CUDA=OFF -DR1KIT_BUILD_BENCH=OFF
     cmake --build build-asan -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

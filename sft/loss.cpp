@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/host_values.h"
 #include "kernels/grad_norm.h"
 
 namespace r1kit::sft {
@@ -35,31 +36,6 @@ int64_t depth_targets(const Example& e, int64_t k) {
   int64_t n = 0;
   for (size_t i = static_cast<size_t>(k) + 1; i < e.loss_mask.size(); ++i) n += e.loss_mask[i];
   return n;
-}
-
-double host_value(const Tensor& t, int64_t i) {
-  return t.dtype() == DType::f64 ? t.ptr<double>()[i] : static_cast<double>(t.ptr<float>()[i]);
-}
-
-Tensor host_copy(const Tensor& t, Context& ctx) {
-  Tensor h(t.view().dims(), t.dtype(), ctx.host_allocator(), "host");
-  ctx.copy(h, t);
-  return h;
-}
-
-// A (T) gradient on host in the stats dtype, uploaded.
-Tensor upload(const std::vector<double>& g, Shape dims, DType st, Context& ctx) {
-  Tensor h(dims, st, ctx.host_allocator(), "grad");
-  for (size_t i = 0; i < g.size(); ++i) {
-    if (st == DType::f64) {
-      h.ptr<double>()[i] = g[i];
-    } else {
-      h.ptr<float>()[i] = static_cast<float>(g[i]);
-    }
-  }
-  Tensor d = ctx.empty(dims, st, "grad");
-  ctx.copy(d, h);
-  return d;
 }
 
 }  // namespace
@@ -231,7 +207,7 @@ MicroResult micro_step(policy::Policy& policy, const std::vector<const Example*>
     std::vector<double> g(static_cast<size_t>(T));
     for (int64_t i = 0; i < T; ++i)
       g[static_cast<size_t>(i)] = -(1 - alpha) * w[static_cast<size_t>(i)] / norms.targets;
-    const Tensor gd = upload(g, {T}, st, ctx);
+    const Tensor gd = upload_values(g, {T}, st, ctx);
     policy::HeadGrads hg;
     hg.dlogprob = gd;
     std::vector<Tensor> gk;
@@ -240,12 +216,12 @@ MicroResult micro_step(policy::Policy& policy, const std::vector<const Example*>
       for (int64_t i = 0; i < T; ++i)
         g[static_cast<size_t>(i)] =
             nk > 0 ? -wk[static_cast<size_t>(k - 1)][static_cast<size_t>(i)] / nk : 0.0;
-      gk.push_back(upload(g, {T}, st, ctx));
+      gk.push_back(upload_values(g, {T}, st, ctx));
       hg.mtp_dlogprob.push_back(gk.back());
     }
     Tensor gm;
     if (kd) {
-      gm = upload(dmulti, {T, K}, st, ctx);
+      gm = upload_values(dmulti, {T, K}, st, ctx);
       hg.dmulti_logprob = gm;
     }
     policy.backward(f, hg, ctx);

@@ -14,60 +14,12 @@
 #include "policy/tokenizer.h"
 #include "sft/checkpoint.h"
 #include "sft/data_order.h"
+#include "sft/stage.h"
 
 namespace r1kit::sft {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The keys of the optim block; total_steps is the trainer's to compute.
-OptimConfig optim_from_json(const Json& j, std::string_view where) {
-  require_object(j, where);
-  reject_unknown_keys(j,
-                      {"lr", "min_lr_ratio", "warmup_steps", "schedule", "weight_decay", "beta1",
-                       "beta2", "eps", "max_grad_norm"},
-                      where);
-  OptimConfig c;
-  c.lr = get_optional<double>(j, "lr", where, c.lr);
-  c.min_lr_ratio = get_optional<double>(j, "min_lr_ratio", where, c.min_lr_ratio);
-  c.warmup_steps = get_optional<int64_t>(j, "warmup_steps", where, c.warmup_steps);
-  c.schedule = get_enum<LrSchedule>(j, "schedule", where,
-                                    {{"constant", LrSchedule::constant},
-                                     {"linear", LrSchedule::linear},
-                                     {"cosine", LrSchedule::cosine}},
-                                    c.schedule);
-  c.weight_decay = get_optional<double>(j, "weight_decay", where, c.weight_decay);
-  c.beta1 = get_optional<double>(j, "beta1", where, c.beta1);
-  c.beta2 = get_optional<double>(j, "beta2", where, c.beta2);
-  c.eps = get_optional<double>(j, "eps", where, c.eps);
-  c.max_grad_norm = get_optional<double>(j, "max_grad_norm", where, c.max_grad_norm);
-  R1_CHECK(std::isfinite(c.lr) && c.lr > 0, "{}: 'lr' must be finite and > 0, got {}", where, c.lr);
-  R1_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1,
-           "{}: 'min_lr_ratio' must be in [0, 1], got {}", where, c.min_lr_ratio);
-  R1_CHECK(c.warmup_steps >= 0, "{}: 'warmup_steps' must be >= 0, got {}", where, c.warmup_steps);
-  R1_CHECK(c.weight_decay >= 0, "{}: 'weight_decay' must be >= 0, got {}", where, c.weight_decay);
-  R1_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1,
-           "{}: 'beta1' and 'beta2' must be in [0, 1), got {} and {}", where, c.beta1, c.beta2);
-  R1_CHECK(c.eps > 0, "{}: 'eps' must be > 0, got {}", where, c.eps);
-  R1_CHECK(c.max_grad_norm >= 0, "{}: 'max_grad_norm' must be >= 0 (0 = no clipping), got {}",
-           where, c.max_grad_norm);
-  return c;
-}
-
-Json optim_to_json(const OptimConfig& c) {
-  const char* sched = c.schedule == LrSchedule::constant ? "constant"
-                      : c.schedule == LrSchedule::linear ? "linear"
-                                                         : "cosine";
-  return Json{{"lr", c.lr},
-              {"min_lr_ratio", c.min_lr_ratio},
-              {"warmup_steps", c.warmup_steps},
-              {"schedule", sched},
-              {"weight_decay", c.weight_decay},
-              {"beta1", c.beta1},
-              {"beta2", c.beta2},
-              {"eps", c.eps},
-              {"max_grad_norm", c.max_grad_norm}};
-}
 
 const char* kd_loss_name(KdLoss l) {
   switch (l) {
@@ -120,21 +72,6 @@ Json data_to_json(const DataConfig& d) {
               {"strict", d.strict}};
 }
 
-std::unique_ptr<Context> make_context(const SftConfig& c) {
-  ContextOptions co;
-  co.threads = c.threads;
-  co.seed = c.seed;
-  if (c.device == "cpu") return Context::cpu(co);
-  if (c.device == "cuda") return Context::cuda(co);
-  return Context::best_available(co);
-}
-
-DType working_dtype(const SftConfig& c, const Context& ctx) {
-  if (c.dtype == "f32") return DType::f32;
-  if (c.dtype == "bf16") return DType::bf16;
-  return ctx.is_cuda() ? DType::bf16 : DType::f32;
-}
-
 // The fields a resumed run must share with the run that wrote the checkpoint.
 Json trajectory(const SftConfig& c, int64_t train_examples) {
   Json j{{"train", c.train},
@@ -155,39 +92,6 @@ Json trajectory(const SftConfig& c, int64_t train_examples) {
     j["kd"] = kd_to_json(c.kd);
   }
   return j;
-}
-
-std::string step_dir_name(int64_t step) {
-  return fmt::format("step-{:08d}", step);
-}
-
-// Checkpoint directories under `root` by step (complete ones: trainer_state.json present).
-std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& root) {
-  std::vector<std::pair<int64_t, std::string>> out;
-  std::error_code ec;
-  if (!fs::is_directory(root, ec)) return out;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.size() != 13 || name.rfind("step-", 0) != 0) continue;
-    if (!std::all_of(name.begin() + 5, name.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-      continue;
-    if (!fs::exists(e.path() / "trainer_state.json", ec)) continue;
-    out.emplace_back(std::stoll(name.substr(5)), e.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// Bit-exact comparison of two trajectory objects, naming the first differing field.
-void check_same_trajectory(const Json& saved, const Json& now, const std::string& ck) {
-  for (auto it = now.begin(); it != now.end(); ++it) {
-    if (!saved.contains(it.key()) || saved.at(it.key()) != it.value())
-      R1_THROW(
-          "{}: cannot resume: '{}' was {} when the checkpoint was written and is {} now (use a "
-          "new output directory, or restore the setting)",
-          ck, it.key(), saved.contains(it.key()) ? saved.at(it.key()).dump() : "absent",
-          it.value().dump());
-  }
 }
 
 // The number of steps the run takes (for the schedule): the batcher run over the lengths.
@@ -238,21 +142,6 @@ EvalResult evaluate(policy::Policy& p, const std::vector<Example>& ex, const Sft
   return r;
 }
 
-// Probe texts both tokenizers must encode alike for logit distillation.
-void check_same_tokenizer(const policy::Tokenizer& a, const policy::Tokenizer& b,
-                          const std::string& student, const std::string& teacher) {
-  const char* probes[] = {
-      "Hello, world! 123 + 456 = 579.", "<think>\nLet x = 2.\n</think>\n<answer>4</answer>",
-      "def f(n):\n    return [i * i for i in range(n)]\n", "Ünïcödé — 数学 ∑ éà"};
-  for (const char* text : probes)
-    if (a.encode(text) != b.encode(text))
-      R1_THROW(
-          "logit distillation needs the teacher and the student to share a tokenizer: {} and {} "
-          "encode \"{}\" differently (for different tokenizers distil at the sequence level: SFT "
-          "on the teacher's traces, without 'teacher')",
-          student, teacher, text);
-}
-
 // A checkpoint's trainer state.
 Json trainer_state(const SftConfig& c, int64_t examples, const DataOrderState& order,
                    int64_t step) {
@@ -260,18 +149,6 @@ Json trainer_state(const SftConfig& c, int64_t examples, const DataOrderState& o
               {"step", step},
               {"data_order", to_json(order)},
               {"trajectory", trajectory(c, examples)}};
-}
-
-// Keeps metrics lines up to `step` (a resumed run rewrites what came after its checkpoint).
-void cut_metrics(const std::string& path, int64_t step) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return;
-  JsonlReadOptions ro;
-  ro.allow_truncated_last_line = true;
-  std::vector<Json> keep;
-  for (Json& j : read_jsonl_file(path, ro))
-    if (j.is_object() && j.value("step", int64_t{0}) <= step) keep.push_back(std::move(j));
-  write_jsonl_file_atomic(path, keep);
 }
 
 // The eval split when it comes from the training rows: a seeded choice of round(f·N) examples
@@ -378,11 +255,8 @@ SftConfig SftConfig::from_json(const Json& j, std::string_view where, StageKind 
            c.keep_checkpoints);
   R1_CHECK(c.log_every >= 1, "{}: 'log_every' must be >= 1, got {}", where, c.log_every);
   c.device = get_optional<std::string>(j, "device", where, c.device);
-  R1_CHECK(c.device == "auto" || c.device == "cpu" || c.device == "cuda",
-           "{}: 'device' must be auto, cpu or cuda, got \"{}\"", where, c.device);
   c.dtype = get_optional<std::string>(j, "dtype", where, c.dtype);
-  R1_CHECK(c.dtype == "auto" || c.dtype == "f32" || c.dtype == "bf16",
-           "{}: 'dtype' must be auto, f32 or bf16, got \"{}\"", where, c.dtype);
+  check_device_and_dtype(c.device, c.dtype, where);
   c.threads = get_optional<int32_t>(j, "threads", where, c.threads);
   c.recompute = get_optional<bool>(j, "recompute", where, c.recompute);
   if (kind == StageKind::distill) {
@@ -519,12 +393,12 @@ SftDataset load_topk_dataset(const std::string& path, const DataConfig& cfg, int
 SftResult run_sft(const SftConfig& cfg_in, const StepCallback& on_step) {
   SftConfig cfg = cfg_in;
   const bool distill = cfg.kind == StageKind::distill;
-  auto ctxp = make_context(cfg);
+  auto ctxp = make_context(cfg.device, cfg.threads, cfg.seed);
   Context& ctx = *ctxp;
   const std::string tok_dir = cfg.tokenizer.empty() ? cfg.model : cfg.tokenizer;
 
   policy::PolicyOptions po;
-  po.dtype = working_dtype(cfg, ctx);
+  po.dtype = working_dtype(cfg.dtype, ctx);
   po.recompute = cfg.recompute;
   po.mtp_loss_weight = cfg.mtp_loss_weight;
   const fs::path out(cfg.output);
