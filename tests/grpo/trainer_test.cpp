@@ -464,17 +464,18 @@ TEST(GrpoConfig, MistakesAreRefusedNamingTheKey) {
 
 // A tiny policy warmed up by a few SFT steps on a + b, then trained by GRPO with the accuracy
 // reward: its sampled accuracy over all prompts rises by at least 30 points, deterministically.
-// DISABLED: not tuned yet (accuracy 0.05 → 0.12 in 40 steps, not +0.30); see issue 10's notes.
+// DISABLED: not there yet — accuracy 0.05 → 0.25 in 50 steps and still 0.25 after 100 (needs
+// +0.30); the 60-step warm-up leaves it at 0.05, as 40 steps do. See issue 10's notes.
 TEST(GrpoTrainer, DISABLED_WarmedUpPolicyLearnsToAdd) {
   ScratchDir dir;
   const std::string model = write_model(dir, "m", policy::ModelArch::qwen2, 8, /*wide=*/true);
   write_text(dir.file("train.jsonl"), sum_prompts(4));
-  const std::string warm = warm_up(dir, model, "sft", 40);
+  const std::string warm = warm_up(dir, model, "sft", 60);
 
   Json j = base_config(warm, dir.file("train.jsonl"), dir.file("grpo"));
   j["group_size"] = 8;
   j["prompts_per_step"] = 16;
-  j["max_steps"] = 40;
+  j["max_steps"] = 50;
   j["epochs"] = 100;
   j["optim"] = {{"lr", 1e-2}, {"schedule", "constant"}};
   run_grpo(GrpoConfig::from_json(j, "test"));
