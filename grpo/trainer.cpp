@@ -10,7 +10,6 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "kernels/grad_norm.h"
 #include "policy/chat_template.h"
 #include "policy/policy.h"
 #include "policy/tokenizer.h"
@@ -412,21 +411,11 @@ UpdateResult optimizer_step(policy::Policy& policy,
     if (mb.empty()) continue;
     r.stats.add(micro_step(policy, mb, loss, kl, norms, temperature, true, ctx));
   }
-  const TensorView grads = policy.grads().flat();
-  r.grad_norm = optim.max_grad_norm > 0 ? kernels::clip_grad_norm(grads, optim.max_grad_norm, ctx)
-                                        : kernels::grad_global_norm(grads, ctx);
-  r.lr = sft::learning_rate(optim, policy.step() + 1);
-  if (!std::isfinite(r.grad_norm)) {
-    r.skipped = true;
-    return r;
-  }
-  kernels::AdamWParams hp;
-  hp.lr = r.lr;
-  hp.beta1 = optim.beta1;
-  hp.beta2 = optim.beta2;
-  hp.eps = optim.eps;
-  hp.weight_decay = optim.weight_decay;
-  policy.adamw_step(hp, ctx);
+  const sft::UpdateInfo u = sft::apply_update(policy, optim, ctx);
+  r.grad_norm = u.grad_norm;
+  r.lr = u.lr;
+  r.skipped = u.skipped;
+  if (r.skipped) return r;
   if (policy.config().is_moe()) policy.update_expert_bias(bias_update_rate, ctx);
   return r;
 }
@@ -520,17 +509,12 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
   rollout::Engine engine(policy, tok.get(), cfg.engine, ctx);
 
   auto save = [&](int64_t s) {
-    const std::string dir = (fs::path(ck_root) / sft::step_dir_name(s)).string();
-    fs::create_directories(ck_root);
     const Json state{{"kind", "grpo"},
                      {"step", s},
                      {"data_order", sft::to_json(order.state())},
                      {"prompts_drawn", drawn},
                      {"trajectory", trajectory(cfg, N)}};
-    sft::save_training_checkpoint(dir, policy, state, ctx, tok_dir);
-    auto all = sft::list_checkpoints(ck_root);
-    for (size_t i = 0; i + static_cast<size_t>(cfg.keep_checkpoints) < all.size(); ++i)
-      fs::remove_all(all[i].second);
+    sft::save_checkpoint_keeping(ck_root, s, cfg.keep_checkpoints, policy, state, ctx, tok_dir);
   };
 
   const double tau = cfg.sampling.temperature;
@@ -799,12 +783,7 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
   }
   metrics.close();
   if (step > result.resumed_from || result.resumed_from == 0) save(step);
-  result.final_dir = (out / "final").string();
-  policy::SaveOptions so;
-  so.dtype = po.dtype == DType::bf16 ? DType::bf16 : DType::f32;
-  so.overwrite = true;
-  so.tokenizer_dir = tok_dir;
-  policy.save(result.final_dir, ctx, so);
+  result.final_dir = sft::save_final_model(out.string(), policy, po.dtype, tok_dir, ctx);
   result.steps = step;
   return result;
 }

@@ -251,6 +251,15 @@ StepResult optimizer_step(policy::Policy& policy,
   r.loss = opts.kd ? (1 - opts.kd->weight) * r.nll + opts.kd->weight * r.kd : r.nll;
   for (size_t k = 0; k < mtp_sum.size(); ++k)
     r.mtp_loss.push_back(norms.mtp_targets[k] > 0 ? mtp_sum[k] / norms.mtp_targets[k] : 0.0);
+  const UpdateInfo u = apply_update(policy, cfg, ctx);
+  r.grad_norm = u.grad_norm;
+  r.lr = u.lr;
+  r.skipped = u.skipped;
+  return r;
+}
+
+UpdateInfo apply_update(policy::Policy& policy, const OptimConfig& cfg, Context& ctx) {
+  UpdateInfo r;
   const TensorView grads = policy.grads().flat();
   r.grad_norm = cfg.max_grad_norm > 0 ? kernels::clip_grad_norm(grads, cfg.max_grad_norm, ctx)
                                       : kernels::grad_global_norm(grads, ctx);

@@ -101,6 +101,16 @@ struct StepResult {
   bool skipped = false;  // a non-finite gradient norm: no update
 };
 
+// The update once the step's gradients are accumulated: clip (max_grad_norm; else only measure the
+// norm), then AdamW at the schedule's rate for step policy.step() + 1. A non-finite norm skips the
+// update. The one tail of every trainer's optimizer step (SFT here, GRPO in grpo/trainer).
+struct UpdateInfo {
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+  bool skipped = false;
+};
+UpdateInfo apply_update(policy::Policy& policy, const OptimConfig& cfg, Context& ctx);
+
 // One optimizer step: zero the gradients, run every micro-batch (global N), clip, AdamW at the
 // schedule's rate for step policy.step() + 1. A non-finite gradient norm skips the update (the
 // result says so) instead of writing NaN into the weights.

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "sft/checkpoint.h"
 
 namespace r1kit::sft {
 namespace fs = std::filesystem;
@@ -140,6 +141,27 @@ void cut_metrics(const std::string& path, int64_t step) {
   for (Json& j : read_jsonl_file(path, ro))
     if (j.is_object() && j.value("step", int64_t{0}) <= step) keep.push_back(std::move(j));
   write_jsonl_file_atomic(path, keep);
+}
+
+void save_checkpoint_keeping(const std::string& root, int64_t step, int64_t keep,
+                             const policy::Policy& policy, const Json& trainer_state, Context& ctx,
+                             const std::string& tokenizer_dir) {
+  fs::create_directories(root);
+  save_training_checkpoint((fs::path(root) / step_dir_name(step)).string(), policy, trainer_state,
+                           ctx, tokenizer_dir);
+  const auto all = list_checkpoints(root);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
+std::string save_final_model(const std::string& output, const policy::Policy& policy, DType working,
+                             const std::string& tokenizer_dir, Context& ctx) {
+  const std::string dir = (fs::path(output) / "final").string();
+  policy::SaveOptions so;
+  so.dtype = working == DType::bf16 ? DType::bf16 : DType::f32;
+  so.overwrite = true;
+  so.tokenizer_dir = tokenizer_dir;
+  policy.save(dir, ctx, so);
+  return dir;
 }
 
 }  // namespace r1kit::sft

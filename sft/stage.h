@@ -12,6 +12,7 @@
 
 #include "core/context.h"
 #include "core/json.h"
+#include "policy/policy.h"
 #include "policy/tokenizer.h"
 #include "sft/loss.h"
 
@@ -33,6 +34,14 @@ Json optim_to_json(const OptimConfig& c);
 std::string step_dir_name(int64_t step);
 // The complete checkpoint directories (trainer_state.json present) under `root`, by step.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& root);
+// Writes ROOT/step-NNNNNNNN (sft/checkpoint.h) and removes all but the newest `keep` checkpoints.
+void save_checkpoint_keeping(const std::string& root, int64_t step, int64_t keep,
+                             const policy::Policy& policy, const Json& trainer_state, Context& ctx,
+                             const std::string& tokenizer_dir);
+// OUTPUT/final: the model alone (bf16 runs in bf16, else f32) with the tokenizer files, for
+// `--model` in the next stage; returns its path.
+std::string save_final_model(const std::string& output, const policy::Policy& policy, DType working,
+                             const std::string& tokenizer_dir, Context& ctx);
 // Every field of `now` must equal the saved one; else an error naming checkpoint `ck` and the
 // field.
 void check_same_trajectory(const Json& saved, const Json& now, const std::string& ck);

@@ -495,12 +495,8 @@ SftResult run_sft(const SftConfig& cfg_in, const StepCallback& on_step) {
   JsonlWriter metrics(metrics_path);
 
   auto save = [&](int64_t s) {
-    const std::string dir = (fs::path(ck_root) / step_dir_name(s)).string();
-    fs::create_directories(ck_root);
-    save_training_checkpoint(dir, student, trainer_state(cfg, N, batcher.state(), s), ctx, tok_dir);
-    auto all = list_checkpoints(ck_root);
-    for (size_t i = 0; i + static_cast<size_t>(cfg.keep_checkpoints) < all.size(); ++i)
-      fs::remove_all(all[i].second);
+    save_checkpoint_keeping(ck_root, s, cfg.keep_checkpoints, student,
+                            trainer_state(cfg, N, batcher.state(), s), ctx, tok_dir);
   };
   auto run_eval = [&](int64_t s) {
     if (eval.empty()) return;
@@ -569,12 +565,7 @@ SftResult run_sft(const SftConfig& cfg_in, const StepCallback& on_step) {
   metrics.close();
   if (new_steps) save(step);
   // final/: the model alone, for `--model` in the next stage.
-  result.final_dir = (out / "final").string();
-  policy::SaveOptions so;
-  so.dtype = po.dtype == DType::bf16 ? DType::bf16 : DType::f32;
-  so.overwrite = true;
-  so.tokenizer_dir = tok_dir;
-  student.save(result.final_dir, ctx, so);
+  result.final_dir = save_final_model(out.string(), student, po.dtype, tok_dir, ctx);
   result.steps = step;
   return result;
 }
