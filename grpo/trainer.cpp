@@ -67,8 +67,8 @@ Json engine_to_json(const rollout::EngineOptions& e) {
 // The fields a resumed run must share with the run that wrote the checkpoint.
 Json trajectory(const GrpoConfig& c, int64_t prompts) {
   Json j = c.to_json();
-  for (const char* k : {"output", "save_every", "keep_checkpoints", "log_every", "device",
-                        "threads", "max_steps", "engine"})
+  for (const char* k : {"output", "save_every", "keep_checkpoints", "log_every", "log_samples",
+                        "device", "threads", "max_steps", "engine"})
     j.erase(k);
   j["prompts"] = prompts;
   return j;
@@ -162,6 +162,8 @@ struct Scored {
   bool truncated = false;
   int64_t group = 0;
   int64_t length = 0;
+  std::string text;                // the completion (for samples.jsonl)
+  const PromptRow* row = nullptr;  // its prompt
 };
 
 struct Group {
@@ -179,6 +181,31 @@ struct Group {
     return false;
   }
 };
+
+// Up to `count` traces of this step, one member of each group in turn (member 0 of every group,
+// then member 1, ...), so the log shows different prompts first.
+void write_samples(JsonlWriter& w, const std::vector<Group>& groups, int64_t step, int64_t count) {
+  size_t most = 0;
+  for (const Group& g : groups) most = std::max(most, g.members.size());
+  int64_t written = 0;
+  for (size_t m = 0; m < most && written < count; ++m)
+    for (const Group& g : groups) {
+      if (m >= g.members.size() || written >= count) continue;
+      const Scored& s = g.members[m];
+      Json comps = Json::object();
+      for (const auto& [k, v] : s.components) comps[k] = v;
+      w.write(Json{{"step", step},
+                   {"group", s.group},
+                   {"prompt", s.row ? s.row->question : std::string()},
+                   {"completion", s.text},
+                   {"reward", s.reward},
+                   {"components", comps},
+                   {"in_loss", s.keep},
+                   {"truncated", s.truncated},
+                   {"length", s.length}});
+      ++written;
+    }
+}
 
 struct Mean {
   double sum = 0, sq = 0, n = 0, max = -1e300;
@@ -236,6 +263,7 @@ GrpoConfig GrpoConfig::from_json(const Json& j, std::string_view where) {
                        "save_every",
                        "keep_checkpoints",
                        "log_every",
+                       "log_samples",
                        "seed",
                        "device",
                        "dtype",
@@ -336,6 +364,8 @@ GrpoConfig GrpoConfig::from_json(const Json& j, std::string_view where) {
   c.save_every = get_optional<int64_t>(j, "save_every", where, c.save_every);
   c.keep_checkpoints = get_optional<int64_t>(j, "keep_checkpoints", where, c.keep_checkpoints);
   c.log_every = get_optional<int64_t>(j, "log_every", where, c.log_every);
+  c.log_samples = get_optional<int64_t>(j, "log_samples", where, c.log_samples);
+  R1_CHECK(c.log_samples >= 0, "{}: 'log_samples' must be >= 0", where);
   R1_CHECK(c.save_every >= 0 && c.keep_checkpoints >= 1 && c.log_every >= 1,
            "{}: 'save_every' must be >= 0, 'keep_checkpoints' and 'log_every' >= 1", where);
   c.seed = get_optional<uint64_t>(j, "seed", where, c.seed);
@@ -390,6 +420,7 @@ Json GrpoConfig::to_json() const {
       {"save_every", save_every},
       {"keep_checkpoints", keep_checkpoints},
       {"log_every", log_every},
+      {"log_samples", log_samples},
       {"seed", seed},
       {"device", device},
       {"dtype", dtype},
@@ -434,6 +465,7 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
   const fs::path out(cfg.output);
   const std::string ck_root = (out / "checkpoints").string();
   const std::string metrics_path = (out / "metrics.jsonl").string();
+  const std::string samples_path = (out / "samples.jsonl").string();
   const auto existing = sft::list_checkpoints(ck_root);
   const std::string resume_dir = existing.empty() ? std::string() : existing.back().second;
   policy::Policy policy =
@@ -500,12 +532,16 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
     drawn = t.at("prompts_drawn").get<int64_t>();
     result.resumed_from = step;
     sft::cut_metrics(metrics_path, step);
+    sft::cut_metrics(samples_path, step);
     logger()->info("[grpo] resuming from {} (step {})", resume_dir, step);
   } else {
     sft::cut_metrics(metrics_path, 0);
+    sft::cut_metrics(samples_path, 0);
   }
   sft::DataOrder order(N, cfg.seed, cfg.shuffle, start);
   JsonlWriter metrics(metrics_path);
+  std::optional<JsonlWriter> sample_log;
+  if (cfg.log_samples > 0) sample_log.emplace(samples_path);
   rollout::Engine engine(policy, tok.get(), cfg.engine, ctx);
 
   auto save = [&](int64_t s) {
@@ -559,6 +595,8 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
           sc.group = static_cast<int64_t>(rq.index);
           sc.length = static_cast<int64_t>(c.token_ids.size());
           sc.truncated = c.finish_reason == rollout::FinishReason::length;
+          sc.row = row;
+          if (cfg.log_samples > 0) sc.text = c.text;
           generated += sc.length;
           Sample& smp = sc.sample;
           smp.tokens = rq.prompt_ids;
@@ -777,11 +815,13 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
       if (cfg.kl.placement == KlPlacement::reward) line["kl_reward_mean"] = kl_reward_m.mean();
       if (distill) line["teacher_kl"] = teacher_kl.mean();
       metrics.write(line);
+      if (sample_log) write_samples(*sample_log, groups, step, cfg.log_samples);
       if (on_step) on_step(line);
     }
     if (cfg.save_every > 0 && step % cfg.save_every == 0 && step < total_steps) save(step);
   }
   metrics.close();
+  if (sample_log) sample_log->close();
   if (step > result.resumed_from || result.resumed_from == 0) save(step);
   result.final_dir = sft::save_final_model(out.string(), policy, po.dtype, tok_dir, ctx);
   result.steps = step;

@@ -95,6 +95,7 @@ struct GrpoConfig {
   int64_t save_every = 0;
   int64_t keep_checkpoints = 2;
   int64_t log_every = 1;
+  int64_t log_samples = 4;  // completions per logged step written to samples.jsonl
   uint64_t seed = 0;
   std::string device = "auto";
   std::string dtype = "auto";

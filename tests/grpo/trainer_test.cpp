@@ -94,10 +94,10 @@ std::vector<Json> metric_lines(const std::string& out) {
   return read_jsonl_file(out + "/metrics.jsonl");
 }
 
-// `steps` SFT steps of `model` on a + b → "<answer>a + b</answer>" (a, b in 1..4); the trained
-// model's directory.
+// `steps` SFT steps (AdamW at `lr`) of `model` on a + b → "<answer>a + b</answer>" (a, b in 1..4);
+// the trained model's directory.
 std::string warm_up(const ScratchDir& dir, const std::string& model, const std::string& name,
-                    int64_t steps) {
+                    int64_t steps, double lr = 1e-2) {
   std::string rows;
   for (int a = 1; a <= 4; ++a)
     for (int b = 1; b <= 4; ++b)
@@ -116,7 +116,7 @@ std::string warm_up(const ScratchDir& dir, const std::string& model, const std::
   s["max_steps"] = steps;
   s["epochs"] = 1000;
   s["seed"] = 3;
-  s["optim"] = {{"lr", 1e-2}, {"schedule", "constant"}};
+  s["optim"] = {{"lr", lr}, {"schedule", "constant"}};
   return sft::run_sft(sft::SftConfig::from_json(s, name, sft::StageKind::sft)).final_dir;
 }
 
@@ -347,6 +347,10 @@ TEST(GrpoTrainer, RunsWritesItsOutputsAndResumesBitIdentically) {
       for (const char* k : {"step", "reward_mean", "loss", "grad_norm", "lr", "kl", "entropy",
                             "clip_fraction", "response_length_mean", "generated_tokens"})
         EXPECT_EQ(a[i].at(k), b[i].at(k)) << "step " << i + 1 << " " << k;
+    // The traces log is cut back and continued alike (4 per step by default).
+    const auto sa = read_jsonl_file(dir.file("whole/samples.jsonl"));
+    EXPECT_EQ(sa.size(), 5u * 4u);
+    EXPECT_EQ(sa, read_jsonl_file(dir.file("killed/samples.jsonl")));
     policy::Policy pa = policy::Policy::load(whole.final_dir, testing::cpu_ctx());
     policy::Policy pb = policy::Policy::load(resumed.final_dir, testing::cpu_ctx());
     EXPECT_EQ(testing::to_double(pa.params().flat()), testing::to_double(pb.params().flat()));
@@ -464,22 +468,29 @@ TEST(GrpoConfig, MistakesAreRefusedNamingTheKey) {
 
 // A tiny policy warmed up by a few SFT steps on a + b, then trained by GRPO with the accuracy
 // reward: its sampled accuracy over all prompts rises by at least 30 points, deterministically.
-// DISABLED: not there yet — accuracy 0.05 → 0.25 in 50 steps and still 0.25 after 100 (needs
-// +0.30); the 60-step warm-up leaves it at 0.05, as 40 steps do. See issue 10's notes.
-TEST(GrpoTrainer, DISABLED_WarmedUpPolicyLearnsToAdd) {
+// The issue's learning check: 90 SFT steps at 3e-3 teach the format and some sums (sampled
+// accuracy about 0.28 over the first steps: wrong answers are confident), then 80 GRPO steps (16
+// prompts × 8 samples, AdamW 1e-3) reach about 0.71 over the last steps. Measured: 0.28 -> 0.71 in
+// about a minute on 2 cores. (At 1e-2 the warm-up sticks at the answer marginal, about 0.15, and
+// GRPO at 1e-2 wrecks the policy in one step.)
+TEST(GrpoTrainer, WarmedUpPolicyLearnsToAdd) {
+#ifdef R1KIT_SANITIZED_BUILD
+  GTEST_SKIP() << "a minute-long learning run: checked in the release build";
+#endif
   ScratchDir dir;
   const std::string model = write_model(dir, "m", policy::ModelArch::qwen2, 8, /*wide=*/true);
   write_text(dir.file("train.jsonl"), sum_prompts(4));
-  const std::string warm = warm_up(dir, model, "sft", 60);
+  const std::string warm = warm_up(dir, model, "sft", 90, 3e-3);
 
   Json j = base_config(warm, dir.file("train.jsonl"), dir.file("grpo"));
   j["group_size"] = 8;
   j["prompts_per_step"] = 16;
-  j["max_steps"] = 50;
-  j["epochs"] = 100;
-  j["optim"] = {{"lr", 1e-2}, {"schedule", "constant"}};
+  j["max_steps"] = 80;
+  j["epochs"] = 1000;
+  j["optim"] = {{"lr", 1e-3}, {"schedule", "constant"}};
   run_grpo(GrpoConfig::from_json(j, "test"));
   const auto m = metric_lines(dir.file("grpo"));
+  ASSERT_EQ(m.size(), 80u);
   auto acc = [&](size_t a, size_t b) {
     double sum = 0;
     for (size_t i = a; i < b; ++i) sum += m[i].at("accuracy").get<double>();
@@ -487,6 +498,11 @@ TEST(GrpoTrainer, DISABLED_WarmedUpPolicyLearnsToAdd) {
   };
   const double first = acc(0, 3), last = acc(m.size() - 3, m.size());
   EXPECT_GT(last, first + 0.30) << "first " << first << " last " << last;
+  // The traces log shows what was sampled.
+  const auto samples = read_jsonl_file(dir.file("grpo") + "/samples.jsonl");
+  ASSERT_EQ(samples.size(), 80u * 4u);
+  EXPECT_EQ(samples.back().at("step").get<int64_t>(), 80);
+  EXPECT_NE(samples.back().at("completion").get<std::string>().find("<answer>"), std::string::npos);
 }
 
 }  // namespace
