@@ -10,7 +10,7 @@
 #   --gpu-only  skip the CPU test suite and the CPU benchmark (saves device time)
 #   --filter F  run only GPU tests whose ctest name matches the regex F
 #   --no-bench  tests only
-#   --bench L   the benchmarks to run, comma-separated: kernels, gemm, rollout, sft (default
+#   --bench L   the benchmarks to run, comma-separated: kernels, gemm, rollout, sft, grpo (default
 #               kernels,gemm). rollout: `r1kit init` writes random bf16 checkpoints in the shapes
 #               of Qwen2.5-0.5B and dsv3-mini under /tmp, then bench/rollout_bench and, where
 #               python3 has torch and transformers, bench/hf_generate.py run on each.
@@ -22,7 +22,7 @@
 #   search paths.
 # Results: summary.txt (machine, versions, test totals), build.log, gpu_tests.log, gpu_tests.xml
 #   (JUnit), cpu_tests.log, bench_cuda.jsonl, bench_gemm.jsonl, bench_cpu.jsonl,
-#   bench_rollout.jsonl (8 files at most, so that --gpu-only runs leave room for all benchmarks).
+#   bench_rollout.jsonl, bench_sft.jsonl, bench_grpo.jsonl (8 files at most, so that --gpu-only runs leave room for all benchmarks).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,7 +103,7 @@ fi
 t0=$(date +%s)
 targets=()
 # --gpu-only builds what it runs: the GPU suite and the two benchmarks.
-[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench rollout_bench sft_bench r1kit)
+[ "$gpu_only" = 1 ] && targets=(--target gpu_tests kernels_bench gemm_bench rollout_bench sft_bench grpo_bench r1kit)
 if ! cmake --build "$build" -j "$jobs" "${targets[@]}" >> "$out/build.log" 2>&1; then
   echo "gpu-check: build failed (see build.log)"; grep -E 'error|FAILED' "$out/build.log" | head -30; exit 1
 fi
@@ -159,6 +159,15 @@ if [ "$bench" = 1 ]; then
       echo "== sft $preset" >> "$summary"
       timeout "${R1KIT_BENCH_TIMEOUT:-300}" "$build/bench/sft_bench" --arch "$arch" \
         --preset "$preset" $flags >> "$out/bench_sft.jsonl" 2>> "$summary" || status=1
+    done
+  fi
+  if wants grpo; then
+    # GRPO steps (bf16, random weights): 16 prompts x 8 samples x 256 new tokens, one update.
+    for spec in "qwen2 qwen2.5-0.5b" "deepseek_v3 dsv3-mini --recompute"; do
+      read -r arch preset flags <<< "$spec"
+      echo "== grpo $preset" >> "$summary"
+      timeout "${R1KIT_BENCH_TIMEOUT:-300}" "$build/bench/grpo_bench" --arch "$arch" \
+        --preset "$preset" $flags >> "$out/bench_grpo.jsonl" 2>> "$summary" || status=1
     done
   fi
   if [ "$gpu_only" = 0 ]; then
