@@ -27,6 +27,9 @@ TEST(GrpoGpu, MoePolicyWithRouterReplayRunsInBf16) {
   j["max_steps"] = 3;
   j["sampling"]["stop"] = Json::array();  // full-length completions: more tokens to compare
   j["kl"] = {{"estimator", "k3"}, {"placement", "loss"}, {"beta", 0.01}};
+  // A random policy earns no reward (zero advantages): the entropy bonus gives the update a
+  // gradient, so the policy leaves the reference and the KL becomes positive.
+  j["loss"] = {{"entropy_coef", 0.01}};
   const GrpoResult r = run_grpo(GrpoConfig::from_json(j, "gpu"));
   EXPECT_EQ(r.steps, 3);
   const auto m = metric_lines(dir.file("out"));
