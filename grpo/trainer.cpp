@@ -14,6 +14,7 @@
 #include "policy/policy.h"
 #include "policy/tokenizer.h"
 #include "rewards/compose.h"
+#include "rollout/prompts.h"
 #include "sft/checkpoint.h"
 #include "sft/data_order.h"
 #include "sft/stage.h"
@@ -74,84 +75,7 @@ Json trajectory(const GrpoConfig& c, int64_t prompts) {
   return j;
 }
 
-struct PromptRow {
-  Json row;              // the dataset row (the reward's reference)
-  std::string question;  // the user prompt text (the reward's prompt)
-  std::vector<int32_t> ids;
-  int64_t line = 0;
-};
-
-std::string default_prompt_field(const Json& row) {
-  for (const char* f : {"messages", "prompt", "question", "problem"})
-    if (row.contains(f)) return f;
-  return "";
-}
-
-std::vector<PromptRow> load_prompts(const GrpoConfig& c, const policy::Tokenizer& tok,
-                                    const policy::ChatTemplate& chat, int64_t vocab,
-                                    int64_t* skipped) {
-  std::error_code ec;
-  R1_CHECK(fs::exists(c.train, ec), "{}: no such file (the 'train' prompts)", c.train);
-  JsonlReader reader(c.train);
-  std::vector<PromptRow> out;
-  std::map<std::string, int64_t> why;
-  Json j;
-  while (true) {
-    bool more = false;
-    try {
-      more = reader.next(&j);
-    } catch (const Error& e) {
-      logger()->warn("[grpo] {}", e.what());
-      ++why["malformed JSON"];
-      continue;
-    }
-    if (!more) break;
-    const std::string where = fmt::format("{}:{}", c.train, reader.line_number());
-    try {
-      require_object(j, where);
-      const std::string field = c.prompt_field.empty() ? default_prompt_field(j) : c.prompt_field;
-      R1_CHECK(!field.empty() && j.contains(field), "{}: no prompt field ({}; set 'prompt_field')",
-               where,
-               c.prompt_field.empty() ? "none of messages, prompt, question, problem"
-                                      : "'" + c.prompt_field + "' is missing");
-      std::vector<policy::ChatMessage> msgs;
-      PromptRow p;
-      if (j.at(field).is_array()) {
-        msgs = policy::parse_chat_messages(j.at(field), where);
-        for (const auto& m : msgs)
-          if (m.role == "user") p.question = m.content;
-      } else {
-        p.question = get_required<std::string>(j, field, where);
-        if (!c.system_prompt.empty()) msgs.push_back({"system", c.system_prompt, std::nullopt});
-        msgs.push_back({"user", p.question, std::nullopt});
-      }
-      R1_CHECK(msgs.empty() || msgs.back().role != "assistant",
-               "{}: the prompt's last message is the assistant's", where);
-      p.ids = policy::encode_chat_prompt(tok, chat.render(msgs, true));
-      R1_CHECK(!p.ids.empty(), "{}: the prompt encodes to no tokens", where);
-      for (const int32_t t : p.ids)
-        R1_CHECK(t >= 0 && t < vocab, "{}: token {} is outside the model's vocabulary [0, {})",
-                 where, t, vocab);
-      if (static_cast<int64_t>(p.ids.size()) > c.max_prompt_tokens) {
-        ++why["longer than max_prompt_tokens"];
-        continue;
-      }
-      p.row = std::move(j);
-      p.line = static_cast<int64_t>(reader.line_number());
-      out.push_back(std::move(p));
-    } catch (const Error& e) {
-      logger()->warn("[grpo] {}", e.what());
-      ++why["bad row"];
-    }
-  }
-  *skipped = 0;
-  for (const auto& [k, v] : why) {
-    *skipped += v;
-    logger()->info("[grpo] {}: {} rows skipped: {}", c.train, v, k);
-  }
-  R1_CHECK(!out.empty(), "{}: no usable prompt rows", c.train);
-  return out;
-}
+using rollout::PromptRow;
 
 // One scored completion of a group.
 struct Scored {
@@ -481,8 +405,16 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
           : policy::ChatTemplate::from_pattern(cfg.prompt_template,
                                                policy::read_chat_special_tokens(tok_dir));
   GrpoResult result;
-  const std::vector<PromptRow> prompts =
-      load_prompts(cfg, *tok, chat, vocab, &result.skipped_prompts);
+  rollout::PromptSetOptions pso;
+  pso.path = cfg.train;
+  pso.field = cfg.prompt_field;
+  pso.system_prompt = cfg.system_prompt;
+  pso.max_tokens = cfg.max_prompt_tokens;
+  pso.vocab = vocab;
+  pso.label = "train";
+  rollout::PromptSet prompt_set = rollout::load_prompt_set(pso, *tok, chat);
+  const std::vector<PromptRow> prompts = std::move(prompt_set.rows);
+  result.skipped_prompts = prompt_set.skipped;
   result.prompts = static_cast<int64_t>(prompts.size());
   logger()->info("[grpo] {}: {} prompts ({} rows skipped)", cfg.train, prompts.size(),
                  result.skipped_prompts);
