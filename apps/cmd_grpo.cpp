@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apps/commands.h"
+#include "core/interrupt.h"
 #include "core/json.h"
 #include "grpo/trainer.h"
 
@@ -23,6 +24,7 @@ void run_grpo_stage(const GrpoArgs& a) {
   if (!a.device.empty()) j["device"] = a.device;
   if (a.max_steps >= 0) j["max_steps"] = a.max_steps;
   const grpo::GrpoConfig cfg = grpo::GrpoConfig::from_json(j, a.config);
+  install_interrupt_handlers();  // Ctrl-C: checkpoint after the current step, exit 130
   const grpo::GrpoResult r = grpo::run_grpo(cfg, [](const Json& m) {
     std::string extra;
     if (m.contains("accuracy"))

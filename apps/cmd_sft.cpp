@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "apps/commands.h"
+#include "core/interrupt.h"
 #include "core/json.h"
 #include "sft/trainer.h"
 
@@ -25,6 +26,7 @@ void run_stage(const SftArgs& a, sft::StageKind kind) {
   if (!a.device.empty()) j["device"] = a.device;
   if (a.max_steps >= 0) j["max_steps"] = a.max_steps;
   const sft::SftConfig cfg = sft::SftConfig::from_json(j, a.config, kind);
+  install_interrupt_handlers();  // Ctrl-C: checkpoint after the current step, exit 130
   const sft::SftResult r = sft::run_sft(cfg, [](const Json& m) {
     if (m.value("type", "") == "train") {
       std::cerr << fmt::format(

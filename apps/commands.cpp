@@ -11,6 +11,7 @@ void register_all(CLI::App& app) {
   register_inspect(app);
   register_logprobs(app);
   register_reward(app);
+  register_run(app);
   register_sandbox(app);
   register_grpo(app);
   register_sft(app);

@@ -14,6 +14,7 @@ void register_init(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_logprobs(CLI::App& app);
 void register_reward(CLI::App& app);
+void register_run(CLI::App& app);
 void register_sandbox(CLI::App& app);
 void register_grpo(CLI::App& app);
 void register_sft(CLI::App& app);

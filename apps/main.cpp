@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -16,6 +17,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const r1kit::Interrupted& e) {
+    std::cerr << "r1kit: interrupted: " << e.what() << "\n";
+    return 130;
   } catch (const r1kit::Error& e) {
     std::cerr << "r1kit: error: " << e.what() << "\n";
     return 1;

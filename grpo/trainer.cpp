@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/log.h"
 #include "policy/chat_template.h"
 #include "policy/policy.h"
@@ -751,6 +752,14 @@ GrpoResult run_grpo(const GrpoConfig& cfg_in, const StepCallback& on_step) {
       if (on_step) on_step(line);
     }
     if (cfg.save_every > 0 && step % cfg.save_every == 0 && step < total_steps) save(step);
+    if (interrupt_requested() && step < total_steps) {
+      metrics.close();
+      if (sample_log) sample_log->close();
+      if (cfg.save_every == 0 || step % cfg.save_every != 0) save(step);
+      throw Interrupted(fmt::format(
+          "[grpo] interrupted after step {}: checkpoint written, running again resumes there",
+          step));
+    }
   }
   metrics.close();
   if (sample_log) sample_log->close();

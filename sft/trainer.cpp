@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/log.h"
 #include "policy/chat_template.h"
 #include "policy/policy.h"
@@ -558,6 +559,13 @@ SftResult run_sft(const SftConfig& cfg_in, const StepCallback& on_step) {
     if (r.skipped) logger()->warn("[sft] step {}: non-finite gradient norm, update skipped", step);
     if (cfg.eval_every > 0 && step % cfg.eval_every == 0 && !done()) run_eval(step);
     if (cfg.save_every > 0 && step % cfg.save_every == 0 && !done()) save(step);
+    if (interrupt_requested() && !done()) {
+      metrics.close();
+      if (cfg.save_every == 0 || step % cfg.save_every != 0) save(step);
+      throw Interrupted(fmt::format(
+          "[sft] interrupted after step {}: checkpoint written, running again resumes there",
+          step));
+    }
   }
   // A resumed run that had already finished takes no step: its eval line and checkpoint exist.
   const bool new_steps = step > result.resumed_from || result.resumed_from == 0;

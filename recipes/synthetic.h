@@ -1,0 +1,55 @@
+// Built-in synthetic reasoning tasks for recipes that need no downloaded data (the tiny-r1
+// pipeline): problems with exact answers, each also written as an R1-format trace
+// ("<think>worked steps</think>\n<answer>N</answer>") for cold-start SFT.
+//
+// Tasks:
+//   addition  "What is 47 + 85?"  Operands have 1..digits digits (uniform in the digit count,
+//             then in the value). The trace adds column by column from the right, with carries:
+//               7 + 5 = 12, write 2 carry 1
+//               4 + 8 + 1 = 13, write 3 carry 1
+//               carry 1
+//             then </think> and <answer>132</answer>.
+//
+// Generation is a pure function of (task config, seed): problems are drawn with a seeded
+// std::mt19937_64 and deduplicated by question, train first, then test disjoint from train (so
+// held-out accuracy measures generalisation). Too few distinct problems for the sizes asked is an
+// error naming the sizes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/json.h"
+
+namespace r1kit::recipes {
+
+struct SyntheticConfig {
+  std::string task = "addition";
+  int64_t digits = 2;        // operand width bound
+  int64_t train_size = 512;  // problems in train.jsonl (and sft.jsonl, the same problems)
+  int64_t test_size = 128;   // held-out problems in test.jsonl
+  uint64_t seed = 0;
+
+  static SyntheticConfig from_json(const Json& j, std::string_view where);
+  Json to_json() const;
+};
+
+struct Problem {
+  std::string question;  // the user prompt
+  std::string answer;    // the exact answer ("132")
+  std::string trace;     // the R1-format completion: <think>…</think>\n<answer>…</answer>
+};
+
+// The column-by-column worked steps of a + b (the trace's inside, one line per column).
+std::string addition_trace(int64_t a, int64_t b);
+
+// train_size + test_size distinct problems: train then test.
+std::vector<Problem> generate_problems(const SyntheticConfig& c);
+
+// Writes DIR/train.jsonl and DIR/test.jsonl ({"question", "answer"}) and DIR/sft.jsonl
+// ({"question", "answer": trace}), each atomically. Returns {"train": n, "test": m, "sft": n}.
+Json write_synthetic_dataset(const SyntheticConfig& c, const std::string& dir);
+
+}  // namespace r1kit::recipes
