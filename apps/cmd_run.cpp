@@ -57,6 +57,7 @@ void register_run(CLI::App& app) {
                   "override a key, e.g. --set stages.rl.config.optim.lr=2e-6 (repeatable)");
   cmd->add_flag("--validate", a->opts.validate_only,
                 "resolve and validate the recipe, print it, run nothing");
+  cmd->add_option("--until", a->opts.until, "stop after this stage (--resume continues later)");
   cmd->add_flag("--list", a->list, "list the built-in recipes");
   cmd->callback([a] { run_command(*a); });
 }

@@ -55,7 +55,7 @@ struct EvalConfig {
   std::string system_prompt;
   std::vector<EvalDataset> datasets;
   int64_t samples = 1;               // n completions per problem
-  int64_t k = 0;                     // pass@k and maj@k; 0 in from_json's input = samples
+  int64_t k = 1;                     // pass@k and maj@k (from_json: default = samples)
   rollout::SamplingParams sampling;  // n = samples, seed = seed
   int64_t log_samples = 8;           // traces per dataset in samples.jsonl
   std::string output;                // required to run (a recipe sets it)

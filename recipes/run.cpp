@@ -225,6 +225,11 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
   run_dir = fs::absolute(run_dir).lexically_normal().string();
   result.run_dir = run_dir;
   result.resolved = resolve_and_validate(recipe, run_dir);
+  if (!opts.until.empty()) {
+    bool known = false;
+    for (const Stage& s : recipe.stages) known = known || s.name == opts.until;
+    R1_CHECK(known, "--until {}: the recipe has no stage of that name", opts.until);
+  }
   if (opts.validate_only) return result;
 
   std::error_code ec;
@@ -319,6 +324,10 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
       if (!t1.empty()) logger()->info("[run] after stage '{}':\n{}", name, t1);
     }
     write_report(run_dir, result.resolved, state);
+    if (name == opts.until) {
+      logger()->info("[run] stopped after stage '{}' (--until); --resume continues", name);
+      break;
+    }
   }
   result.state = state;
   result.table = results_table(result.resolved, state);

@@ -31,6 +31,7 @@ struct RunOptions {
   bool resume = false;
   std::vector<std::string> overrides;  // "stages.rl.config.optim.lr=2e-6", applied in order
   bool validate_only = false;          // resolve and validate, write nothing
+  std::string until;                   // stop after this stage ("" = run them all)
   bool progress = true;                // progress lines on stderr
   // Every training step's metrics line, by stage name (tests stop runs with it).
   std::function<void(const std::string& stage, const Json& line)> on_step;
