@@ -28,6 +28,7 @@ packages=(
   libre2-dev libutf8proc-dev libsentencepiece-dev      # tokenizers: regexes, Unicode, SentencePiece
   libginac-dev libcln-dev libicu-dev                   # rewards: computer algebra (GiNaC on CLN), Unicode scripts
   libgtest-dev                                         # tests
+  chromium                                             # tests: the run report drawn headless
   clang libclang-rt-14-dev                             # libFuzzer target (optional, tests/fuzz)
 )
 

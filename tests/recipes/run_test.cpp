@@ -203,6 +203,9 @@ TEST(RecipeRun, ValidateOnlyWritesNothing) {
 // The README's main job in a shortened configuration (fewer problems and steps): every stage runs
 // and the table has a row per eval stage. The full configuration's numbers are in the README.
 TEST(RecipeRun, TinyR1RunsEndToEndShortened) {
+#ifdef R1KIT_SANITIZED_BUILD
+  GTEST_SKIP() << "a minutes-long pipeline run: checked in the release build";
+#endif
   ScratchDir dir;
   RunOptions o = quiet(dir.file("tiny"));
   o.overrides = {"stages.data.config.train_size=200", "stages.data.config.test_size=20",
