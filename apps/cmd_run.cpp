@@ -44,7 +44,7 @@ void run_command(RunArgs& a) {
 void register_run(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "run",
-      "run a recipe: chained stages (data, init, sft, grpo, sample, distill, eval) in a "
+      "Run a recipe: chained stages (data, init, sft, grpo, sample, distill, eval) in a "
       "run directory with resume");
   auto a = std::make_shared<RunArgs>();
   cmd->add_option("recipe", a->recipe, "a recipe JSON file or a built-in name (see --list)");
