@@ -138,6 +138,8 @@ std::string summary_postfix(const Json& line) {
   add("reward_mean", "reward");
   add("accuracy", "acc");
   add("teacher_kl", "kl");
+  if (line.contains("accepted") && line.at("accepted").is_number())
+    s += fmt::format("{}accepted={}", s.empty() ? "" : " ", line.at("accepted").dump());
   return s;
 }
 

@@ -154,7 +154,14 @@ Json run_stage(StageType type, const Json& config, const std::string& where,
     }
     case StageType::sample: {
       const SampleConfig c = SampleConfig::from_json(config, where);
-      run_sample(c);
+      run_sample(c, [&](const Json& p) {
+        // Progress in prompts, with the acceptance so far.
+        if (on_step)
+          on_step(Json{{"type", "progress"},
+                       {"step", p.value("prompts_done", int64_t{0})},
+                       {"total_steps", p.value("prompts", int64_t{0})},
+                       {"accepted", p.value("accepted", int64_t{0})}});
+      });
       const std::string stats = (fs::path(c.output) / "stats.json").string();
       Json s = read_json_file(stats);
       return Json{{"accepted", (fs::path(c.output) / "accepted.jsonl").string()}, {"stats", s}};
