@@ -326,6 +326,10 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
       if (!t1.empty()) logger()->info("[run] after stage '{}':\n{}", name, t1);
     }
     write_report(run_dir, result.resolved, state);
+    if (interrupt_requested() && i + 1 < stages.size())
+      throw Interrupted(fmt::format(
+          "stopped after stage '{}' (Ctrl-C); r1kit run --resume --run-dir {} continues", name,
+          run_dir));
     if (name == opts.until) {
       logger()->info("[run] stopped after stage '{}' (--until); --resume continues", name);
       break;

@@ -14,7 +14,8 @@
 // training stages resume from their newest checkpoint (sft/trainer.h, grpo/trainer.h), the rest
 // restart (their outputs are written atomically at their end). Resuming checks the recipe against
 // resolved.json: a changed stage config is an error naming the stage and key. Ctrl-C: the running
-// trainer writes a checkpoint after its current step and the run stops with Interrupted; kill -9
+// trainer writes a checkpoint after its current step and the run stops with Interrupted (a sample
+// or eval stage finishes first, then the run stops before the next stage); kill -9
 // loses at most the steps since the last checkpoint (checkpoints are written atomically).
 #pragma once
 
