@@ -81,6 +81,16 @@ TEST(Datasets, MbppSanitizedReferencesPass) {
   EvalOptions opts;
   opts.format = EvalFormat::mbpp;
   auto results = evaluate_rows(sb(), rows, opts);
+  // A wall-clock timeout with almost no CPU time means the run was starved (the ASan suites load
+  // both cores; seen once in CI: 10 s wall, 11 ms CPU), not that the reference hangs: such rows
+  // get one more run alone. A reference that really loops uses its CPU and is not retried.
+  for (size_t i = 0; i < results.size(); ++i)
+    if (results[i].value("status", "") == "timeout" && results[i].value("cpu_ms", 0) < 1000) {
+      auto again = evaluate_rows(sb(), {rows[i]}, opts);
+      ASSERT_EQ(again.size(), 1u);
+      again[0]["index"] = results[i]["index"];
+      results[i] = again[0];
+    }
   // References that cannot pass under this harness, with the reason (docs/SANDBOX.md).
   const std::set<int> known = {};
   int passed = 0;
