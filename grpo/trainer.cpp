@@ -42,30 +42,6 @@ std::string keyword(const std::vector<std::pair<std::string, E>>& names, E v) {
   return names.front().first;
 }
 
-rollout::EngineOptions engine_from_json(const Json& j, std::string_view where) {
-  require_object(j, where);
-  reject_unknown_keys(
-      j, {"num_blocks", "block_size", "max_batch_tokens", "max_sequences", "cuda_graphs"}, where);
-  rollout::EngineOptions e;
-  e.num_blocks = get_optional<int64_t>(j, "num_blocks", where, e.num_blocks);
-  e.block_size = get_optional<int64_t>(j, "block_size", where, e.block_size);
-  e.max_batch_tokens = get_optional<int64_t>(j, "max_batch_tokens", where, e.max_batch_tokens);
-  e.max_sequences = get_optional<int64_t>(j, "max_sequences", where, e.max_sequences);
-  e.cuda_graphs = get_optional<bool>(j, "cuda_graphs", where, e.cuda_graphs);
-  R1_CHECK(
-      e.num_blocks >= 1 && e.block_size >= 1 && e.max_batch_tokens >= 1 && e.max_sequences >= 1,
-      "{}: num_blocks, block_size, max_batch_tokens and max_sequences must be >= 1", where);
-  return e;
-}
-
-Json engine_to_json(const rollout::EngineOptions& e) {
-  return Json{{"num_blocks", e.num_blocks},
-              {"block_size", e.block_size},
-              {"max_batch_tokens", e.max_batch_tokens},
-              {"max_sequences", e.max_sequences},
-              {"cuda_graphs", e.cuda_graphs}};
-}
-
 // The fields a resumed run must share with the run that wrote the checkpoint.
 Json trajectory(const GrpoConfig& c, int64_t prompts) {
   Json j = c.to_json();
@@ -283,7 +259,7 @@ GrpoConfig GrpoConfig::from_json(const Json& j, std::string_view where) {
              "{}: 'bias_update_rate' and 'balance_loss_alpha' must be >= 0", w);
   }
   if (j.contains("engine"))
-    c.engine = engine_from_json(j.at("engine"), json_where(where, "engine"));
+    c.engine = rollout::EngineOptions::from_json(j.at("engine"), json_where(where, "engine"));
   c.output = get_required<std::string>(j, "output", where);
   R1_CHECK(!c.output.empty(), "{}: 'output' must name a directory", where);
   c.save_every = get_optional<int64_t>(j, "save_every", where, c.save_every);
@@ -340,7 +316,7 @@ Json GrpoConfig::to_json() const {
       {"teacher", teacher},
       {"optim", sft::optim_to_json(optim)},
       {"moe", {{"bias_update_rate", bias_update_rate}, {"balance_loss_alpha", balance_loss_alpha}}},
-      {"engine", engine_to_json(engine)},
+      {"engine", engine.to_json()},
       {"output", output},
       {"save_every", save_every},
       {"keep_checkpoints", keep_checkpoints},

@@ -43,31 +43,6 @@ bool valid_dataset_name(const std::string& s) {
   return s != "." && s != "..";
 }
 
-// As grpo/trainer.cpp's engine block.
-rollout::EngineOptions engine_from_json(const Json& j, std::string_view where) {
-  require_object(j, where);
-  reject_unknown_keys(
-      j, {"num_blocks", "block_size", "max_batch_tokens", "max_sequences", "cuda_graphs"}, where);
-  rollout::EngineOptions e;
-  e.num_blocks = get_optional<int64_t>(j, "num_blocks", where, e.num_blocks);
-  e.block_size = get_optional<int64_t>(j, "block_size", where, e.block_size);
-  e.max_batch_tokens = get_optional<int64_t>(j, "max_batch_tokens", where, e.max_batch_tokens);
-  e.max_sequences = get_optional<int64_t>(j, "max_sequences", where, e.max_sequences);
-  e.cuda_graphs = get_optional<bool>(j, "cuda_graphs", where, e.cuda_graphs);
-  R1_CHECK(
-      e.num_blocks >= 1 && e.block_size >= 1 && e.max_batch_tokens >= 1 && e.max_sequences >= 1,
-      "{}: num_blocks, block_size, max_batch_tokens and max_sequences must be >= 1", where);
-  return e;
-}
-
-Json engine_to_json(const rollout::EngineOptions& e) {
-  return Json{{"num_blocks", e.num_blocks},
-              {"block_size", e.block_size},
-              {"max_batch_tokens", e.max_batch_tokens},
-              {"max_sequences", e.max_sequences},
-              {"cuda_graphs", e.cuda_graphs}};
-}
-
 EvalDataset dataset_from_json(const Json& j, std::string_view where) {
   require_object(j, where);
   reject_unknown_keys(
@@ -277,7 +252,7 @@ EvalConfig EvalConfig::from_json(const Json& j, std::string_view where) {
            "a temperature > 0",
            where, c.samples);
   if (j.contains("engine"))
-    c.engine = engine_from_json(j.at("engine"), json_where(where, "engine"));
+    c.engine = rollout::EngineOptions::from_json(j.at("engine"), json_where(where, "engine"));
   return c;
 }
 
@@ -302,7 +277,7 @@ Json EvalConfig::to_json() const {
               {"dtype", dtype},
               {"threads", threads},
               {"seed", seed},
-              {"engine", engine_to_json(engine)}};
+              {"engine", engine.to_json()}};
 }
 
 std::vector<std::string> EvalConfig::input_paths() const {

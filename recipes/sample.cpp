@@ -39,31 +39,6 @@ int64_t histogram_bin_width(int64_t max_new_tokens) {
   return std::max<int64_t>(1, (max_new_tokens + 15) / 16);
 }
 
-// The same block as grpo/trainer.cpp's (which keeps its parser private).
-rollout::EngineOptions engine_from_json(const Json& j, std::string_view where) {
-  require_object(j, where);
-  reject_unknown_keys(
-      j, {"num_blocks", "block_size", "max_batch_tokens", "max_sequences", "cuda_graphs"}, where);
-  rollout::EngineOptions e;
-  e.num_blocks = get_optional<int64_t>(j, "num_blocks", where, e.num_blocks);
-  e.block_size = get_optional<int64_t>(j, "block_size", where, e.block_size);
-  e.max_batch_tokens = get_optional<int64_t>(j, "max_batch_tokens", where, e.max_batch_tokens);
-  e.max_sequences = get_optional<int64_t>(j, "max_sequences", where, e.max_sequences);
-  e.cuda_graphs = get_optional<bool>(j, "cuda_graphs", where, e.cuda_graphs);
-  R1_CHECK(
-      e.num_blocks >= 1 && e.block_size >= 1 && e.max_batch_tokens >= 1 && e.max_sequences >= 1,
-      "{}: num_blocks, block_size, max_batch_tokens and max_sequences must be >= 1", where);
-  return e;
-}
-
-Json engine_to_json(const rollout::EngineOptions& e) {
-  return Json{{"num_blocks", e.num_blocks},
-              {"block_size", e.block_size},
-              {"max_batch_tokens", e.max_batch_tokens},
-              {"max_sequences", e.max_sequences},
-              {"cuda_graphs", e.cuda_graphs}};
-}
-
 std::unique_ptr<rewards::ComposedReward> build_reward(const Json& rewards, std::string_view where) {
   if (rewards.is_object()) return rewards::ComposedReward::from_json(rewards, where);
   return rewards::load_reward_config(rewards.get<std::string>());
@@ -229,7 +204,7 @@ SampleConfig SampleConfig::from_json(const Json& j, std::string_view where) {
   c.prompts_per_batch = get_optional<int64_t>(j, "prompts_per_batch", where, c.prompts_per_batch);
   R1_CHECK(c.prompts_per_batch >= 1, "{}: 'prompts_per_batch' must be >= 1", where);
   if (j.contains("engine"))
-    c.engine = engine_from_json(j.at("engine"), json_where(where, "engine"));
+    c.engine = rollout::EngineOptions::from_json(j.at("engine"), json_where(where, "engine"));
   c.output = get_required<std::string>(j, "output", where);
   R1_CHECK(!c.output.empty(), "{}: 'output' must name a directory", where);
   c.device = get_optional<std::string>(j, "device", where, c.device);
@@ -262,7 +237,7 @@ Json SampleConfig::to_json() const {
               {"max_per_prompt", max_per_prompt},
               {"dedupe", dedupe},
               {"prompts_per_batch", prompts_per_batch},
-              {"engine", engine_to_json(engine)},
+              {"engine", engine.to_json()},
               {"output", output},
               {"device", device},
               {"dtype", dtype},

@@ -489,4 +489,28 @@ std::vector<std::vector<Completion>> generate(Engine& engine, const std::vector<
   return result;
 }
 
+EngineOptions EngineOptions::from_json(const Json& j, std::string_view where) {
+  require_object(j, where);
+  reject_unknown_keys(
+      j, {"num_blocks", "block_size", "max_batch_tokens", "max_sequences", "cuda_graphs"}, where);
+  EngineOptions e;
+  e.num_blocks = get_optional<int64_t>(j, "num_blocks", where, e.num_blocks);
+  e.block_size = get_optional<int64_t>(j, "block_size", where, e.block_size);
+  e.max_batch_tokens = get_optional<int64_t>(j, "max_batch_tokens", where, e.max_batch_tokens);
+  e.max_sequences = get_optional<int64_t>(j, "max_sequences", where, e.max_sequences);
+  e.cuda_graphs = get_optional<bool>(j, "cuda_graphs", where, e.cuda_graphs);
+  R1_CHECK(
+      e.num_blocks >= 1 && e.block_size >= 1 && e.max_batch_tokens >= 1 && e.max_sequences >= 1,
+      "{}: num_blocks, block_size, max_batch_tokens and max_sequences must be >= 1", where);
+  return e;
+}
+
+Json EngineOptions::to_json() const {
+  return Json{{"num_blocks", num_blocks},
+              {"block_size", block_size},
+              {"max_batch_tokens", max_batch_tokens},
+              {"max_sequences", max_sequences},
+              {"cuda_graphs", cuda_graphs}};
+}
+
 }  // namespace r1kit::rollout

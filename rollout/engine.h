@@ -17,6 +17,10 @@
 // parameters (rows are grouped by parameters; each group is one gather and one draw).
 #pragma once
 
+#include <string_view>
+
+#include "core/json.h"
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,6 +51,12 @@ struct EngineOptions {
   // CUDA graphs for decode steps of dense policies (CachedForward::enable_cuda_graphs, with the
   // longest sequence of each generate() call); bit-identical to eager steps.
   bool cuda_graphs = true;
+
+  // The "engine" block of a stage config (grpo, sample, eval): num_blocks, block_size,
+  // max_batch_tokens, max_sequences, cuda_graphs; unknown keys and values < 1 are errors naming
+  // `where`.
+  static EngineOptions from_json(const Json& j, std::string_view where);
+  Json to_json() const;
 };
 
 struct EngineStats {
