@@ -48,26 +48,7 @@ TEST(GrpoGpu, MoePolicyWithRouterReplayRunsInBf16) {
 
 TEST(GrpoGpu, WarmedUpPolicyLearnsToAdd) {
   ScratchDir dir;
-  const std::string model = write_model(dir, "m", policy::ModelArch::qwen2, 8, /*wide=*/true);
-  write_text(dir.file("train.jsonl"), sum_prompts(4));
-  const std::string warm = warm_up(dir, model, "sft", 90, 3e-3, "cuda");
-  Json j = base_config(warm, dir.file("train.jsonl"), dir.file("grpo"));
-  j["device"] = "cuda";
-  j["dtype"] = "f32";
-  j["group_size"] = 8;
-  j["prompts_per_step"] = 16;
-  j["max_steps"] = 80;
-  j["epochs"] = 1000;
-  j["optim"] = {{"lr", 1e-3}, {"schedule", "constant"}};
-  run_grpo(GrpoConfig::from_json(j, "gpu"));
-  const auto m = metric_lines(dir.file("grpo"));
-  ASSERT_EQ(m.size(), 80u);
-  auto acc = [&](size_t a, size_t b) {
-    double sum = 0;
-    for (size_t i = a; i < b; ++i) sum += m[i].at("accuracy").get<double>();
-    return sum / static_cast<double>(b - a);
-  };
-  const double first = acc(0, 3), last = acc(m.size() - 3, m.size());
+  const auto [first, last] = learning_run(dir, "cuda", "f32");
   EXPECT_GT(last, first + 0.30) << "first " << first << " last " << last;
 }
 
