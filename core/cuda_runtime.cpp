@@ -43,11 +43,22 @@ std::string cuda_describe() {
                      static_cast<double>(p.totalGlobalMem) / (1ull << 30));
 }
 
+// Both run on the legacy default stream, which a Context's stream (cudaStreamNonBlocking) does not
+// order against: without the device-wide syncs a kernel queued on the Context's stream could run
+// before a memset or copy finished (the DMA of a pageable host-to-device cudaMemcpy may still be
+// in flight when it returns, a device-to-device one is asynchronous), or the memset could zero a
+// recycled block that earlier kernels still read. That race zeroed a bf16 policy's fp32 master
+// weights at its first optimizer step on an H200 (GRPO collapsed to a uniform policy). Both are
+// rare calls (arena allocation, whole-tensor copies), so the syncs cost nothing that matters.
 void cuda_memset_zero(void* p, size_t bytes) {
+  R1_CUDA_CHECK(cudaDeviceSynchronize());
   R1_CUDA_CHECK(cudaMemset(p, 0, bytes));
+  R1_CUDA_CHECK(cudaDeviceSynchronize());
 }
 void cuda_copy(void* dst, const void* src, size_t bytes) {
+  R1_CUDA_CHECK(cudaDeviceSynchronize());
   R1_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  R1_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 #else

@@ -494,4 +494,19 @@ void write_scalars_from_metrics(const std::string& logdir, const std::vector<Jso
   for (const auto& [step, values] : events) w.add_scalars(step, values, now);
 }
 
+MetricsTensorBoard::MetricsTensorBoard(std::string logdir, std::string tag_prefix)
+    : logdir_(std::move(logdir)), prefix_(std::move(tag_prefix)) {}
+
+void MetricsTensorBoard::add_row(const Json& row, std::string_view where) {
+  const auto step = get_required<int64_t>(row, "step", where);
+  auto values = flatten_metrics_row(row, where);
+  if (values.empty()) return;
+  if (!prefix_.empty())
+    for (auto& kv : values) kv.first = prefix_ + "/" + kv.first;
+  if (!writer_)
+    writer_ = std::make_unique<TensorBoardWriter>(
+        logdir_, prefix_.empty() ? "" : "." + file_name_part(prefix_));
+  writer_->add_scalars(step, values);
+}
+
 }  // namespace r1kit

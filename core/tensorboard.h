@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -130,5 +131,20 @@ std::vector<std::pair<std::string, double>> flatten_metrics_row(const Json& row,
 // TensorBoard then shows every point twice: callers that rerun a stage decide whether to call it.
 void write_scalars_from_metrics(const std::string& logdir, const std::vector<Json>& metrics_rows,
                                 const std::string& tag_prefix);
+
+// The live form of the same: each row becomes one event as it is added (wall time = now), in an
+// event file made in `logdir` at the first row that has a scalar (named as above). Rows are checked
+// as write_scalars_from_metrics checks them (errors name `where`). Not thread-safe.
+class MetricsTensorBoard {
+ public:
+  MetricsTensorBoard(std::string logdir, std::string tag_prefix);
+  void add_row(const Json& row, std::string_view where);
+  // The event file's path; empty until a row with a scalar came.
+  std::string path() const { return writer_ ? writer_->path() : std::string(); }
+
+ private:
+  std::string logdir_, prefix_;
+  std::unique_ptr<TensorBoardWriter> writer_;
+};
 
 }  // namespace r1kit

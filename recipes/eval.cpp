@@ -455,7 +455,7 @@ std::string format_eval_table(const Json& results) {
 
 // --- The stage ----------------------------------------------------------------------------------
 
-EvalResult run_eval(const EvalConfig& cfg) {
+EvalResult run_eval(const EvalConfig& cfg, const EvalProgress& on_progress) {
   R1_CHECK(!cfg.output.empty(), "[eval] 'output' must name a directory (a recipe sets it)");
   R1_CHECK(!cfg.datasets.empty(), "[eval] no datasets to evaluate");
   // Every input before the model loads.
@@ -492,6 +492,32 @@ EvalResult run_eval(const EvalConfig& cfg) {
   Json timing = Json::object();
   std::vector<Json> traces;
   const auto t_run = Clock::now();
+  // Every dataset's prompts first: a bad row stops the stage before any sampling, and the
+  // progress display knows the whole stage's sample count.
+  std::vector<rollout::PromptSet> sets;
+  int64_t total_samples = 0;
+  for (const EvalDataset& d : cfg.datasets) {
+    rollout::PromptSetOptions pso;
+    pso.path = jsonl_input(d, out);
+    pso.field = d.prompt_field;
+    pso.system_prompt = cfg.system_prompt;
+    pso.max_tokens = d.max_prompt_tokens;
+    pso.vocab = vocab;
+    pso.label = "datasets." + d.name;
+    rollout::PromptSet set = rollout::load_prompt_set(pso, *tok, chat);
+    if (d.max_problems > 0 && static_cast<int64_t>(set.rows.size()) > d.max_problems)
+      set.rows.resize(static_cast<size_t>(d.max_problems));
+    total_samples += static_cast<int64_t>(set.rows.size()) * cfg.samples;
+    sets.push_back(std::move(set));
+  }
+  int64_t stage_done = 0;  // samples finished over all datasets
+  auto report = [&](const std::string& dataset) {
+    if (on_progress)
+      on_progress(Json{{"type", "progress"},
+                       {"dataset", dataset},
+                       {"step", stage_done},
+                       {"total_steps", total_samples}});
+  };
   for (size_t di = 0; di < cfg.datasets.size(); ++di) {
     const EvalDataset& d = cfg.datasets[di];
     const auto t_ds = Clock::now();
@@ -506,18 +532,8 @@ EvalResult run_eval(const EvalConfig& cfg) {
                  "[eval] dataset '{}': the '{}' reward cannot run: {}", d.name, c.name,
                  code->sandbox_error());
     const ScorerPlan plan = plan_scorer(*scorer);
-
-    rollout::PromptSetOptions pso;
-    pso.path = jsonl_input(d, out);
-    pso.field = d.prompt_field;
-    pso.system_prompt = cfg.system_prompt;
-    pso.max_tokens = d.max_prompt_tokens;
-    pso.vocab = vocab;
-    pso.label = where;
-    rollout::PromptSet set = rollout::load_prompt_set(pso, *tok, chat);
+    rollout::PromptSet& set = sets[di];
     std::vector<rollout::PromptRow>& rows = set.rows;
-    if (d.max_problems > 0 && static_cast<int64_t>(rows.size()) > d.max_problems)
-      rows.resize(static_cast<size_t>(d.max_problems));
     const int64_t P = static_cast<int64_t>(rows.size());
     logger()->info("[eval] {}: {} problems × {} samples ({} rows skipped)", d.name, P, cfg.samples,
                    set.skipped);
@@ -543,6 +559,8 @@ EvalResult run_eval(const EvalConfig& cfg) {
       const std::vector<rollout::RequestOutput> outs =
           engine.generate(reqs, [&](int64_t done, int64_t) {
             finished += done;
+            stage_done += done;
+            report(d.name);
             if (seconds_since(t_log) < 30) return;
             t_log = Clock::now();
             logger()->info("[eval] {}: {}/{} samples", d.name, finished, P * cfg.samples);

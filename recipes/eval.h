@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -153,6 +154,9 @@ struct EvalResult {
 
 // Runs the stage: checks every input file first (an error names the dataset and the path), loads
 // the model once, evaluates each dataset in order, writes OUTPUT/ and logs the table.
-EvalResult run_eval(const EvalConfig& cfg);
+// `on_progress` (optional) gets {"type": "progress", "dataset", "step": samples finished over all
+// datasets, "total_steps": problems × samples over all datasets} as samples finish.
+using EvalProgress = std::function<void(const Json&)>;
+EvalResult run_eval(const EvalConfig& cfg, const EvalProgress& on_progress = {});
 
 }  // namespace r1kit::recipes

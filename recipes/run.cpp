@@ -138,6 +138,10 @@ std::string summary_postfix(const Json& line) {
   add("reward_mean", "reward");
   add("accuracy", "acc");
   add("teacher_kl", "kl");
+  if (line.contains("dataset") && line.at("dataset").is_string()) {
+    if (!s.empty()) s += ' ';
+    s += line.at("dataset").get<std::string>();
+  }
   if (line.contains("accepted") && line.at("accepted").is_number())
     s += fmt::format("{}accepted={}", s.empty() ? "" : " ", line.at("accepted").dump());
   return s;
@@ -282,7 +286,32 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
     const auto t0 = Clock::now();
     const Json& cfg = s.at("config");
     std::unique_ptr<Progress> progress;
+    // TensorBoard while the stage runs: metrics rows as the trainer writes them. The first row
+    // of a resumed stage starts a new event file holding the rows kept from before (the trainer
+    // has cut metrics.jsonl back to its checkpoint by then).
+    const bool training = type == "sft" || type == "distill" || type == "grpo";
+    const fs::path tb_dir = fs::path(run_dir) / "tensorboard" / name;
+    const std::string stage_metrics =
+        training ? (fs::path(cfg.at("output").get<std::string>()) / "metrics.jsonl").string()
+                 : std::string();
+    std::unique_ptr<MetricsTensorBoard> live_tb;
     const StageCallback cb = [&](const Json& line) {
+      if (training && line.value("type", "") != "progress" && line.contains("step")) {
+        const std::string where = fmt::format("stage '{}' metrics", name);
+        if (!live_tb) {
+          std::error_code rec;
+          fs::remove_all(tb_dir, rec);
+          live_tb = std::make_unique<MetricsTensorBoard>(tb_dir.string(), name);
+          const int64_t first = line.at("step").get<int64_t>();
+          JsonlReadOptions ro;
+          ro.allow_truncated_last_line = true;
+          if (fs::exists(stage_metrics, rec))
+            for (const Json& row : read_jsonl_file(stage_metrics, ro))
+              if (row.contains("step") && row.at("step").get<int64_t>() < first)
+                live_tb->add_row(row, where);
+        }
+        live_tb->add_row(line, where);
+      }
       if (opts.progress && line.contains("step") && line.contains("total_steps")) {
         if (!progress)
           progress = std::make_unique<Progress>(name, line.at("total_steps").get<int64_t>(),
@@ -305,9 +334,11 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
       const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
       st["seconds"] = st.value("seconds", 0.0) + secs;
       write_json_file_atomic(state_path, state);
+      const bool live = live_tb != nullptr;
+      live_tb.reset();
       try {
         rebuild_metrics(result.resolved, state, run_dir);
-        write_stage_tensorboard(run_dir, name, cfg.at("output").get<std::string>());
+        if (!live) write_stage_tensorboard(run_dir, name, cfg.at("output").get<std::string>());
       } catch (const std::exception& e) {
         logger()->warn("[run] could not update the run's metrics: {}", e.what());
       }
@@ -320,7 +351,10 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
     st["summary"] = summary;
     write_json_file_atomic(state_path, state);
     rebuild_metrics(result.resolved, state, run_dir);
-    write_stage_tensorboard(run_dir, name, cfg.at("output").get<std::string>());
+    // A stage that wrote no row this time (it had finished before a crash) gets its event file
+    // from metrics.jsonl.
+    if (!live_tb) write_stage_tensorboard(run_dir, name, cfg.at("output").get<std::string>());
+    live_tb.reset();
     if (type == "eval") {
       const std::string t1 = results_table(result.resolved, state);
       if (!t1.empty()) logger()->info("[run] after stage '{}':\n{}", name, t1);

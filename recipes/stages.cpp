@@ -168,7 +168,7 @@ Json run_stage(StageType type, const Json& config, const std::string& where,
     }
     case StageType::eval: {
       const EvalConfig c = EvalConfig::from_json(config, where);
-      run_eval(c);
+      run_eval(c, on_step);
       const std::string results = (fs::path(c.output) / "results.json").string();
       return Json{{"results", read_json_file(results)}};
     }

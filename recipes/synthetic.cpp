@@ -12,12 +12,18 @@ namespace fs = std::filesystem;
 
 SyntheticConfig SyntheticConfig::from_json(const Json& j, std::string_view where) {
   require_object(j, where);
-  reject_unknown_keys(j, {"task", "digits", "train_size", "test_size", "seed"}, where);
+  reject_unknown_keys(j, {"task", "digits", "terms", "train_size", "test_size", "seed"}, where);
   SyntheticConfig c;
   c.task = get_optional<std::string>(j, "task", where, c.task);
-  R1_CHECK(c.task == "addition", "{}: unknown task '{}' (known: addition)",
+  R1_CHECK(c.task == "addition" || c.task == "sum", "{}: unknown task '{}' (known: addition, sum)",
            json_where(where, "task"), c.task);
   c.digits = get_optional<int64_t>(j, "digits", where, c.digits);
+  c.terms = get_optional<int64_t>(j, "terms", where, c.terms);
+  R1_CHECK(c.terms >= 2 && c.terms <= 8, "{}: 'terms' must be in [2, 8], got {}",
+           json_where(where, "terms"), c.terms);
+  R1_CHECK(c.task == "sum" || !j.contains("terms"),
+           "{}: 'terms' applies to the sum task only (addition has two operands)",
+           json_where(where, "terms"));
   c.train_size = get_optional<int64_t>(j, "train_size", where, c.train_size);
   c.test_size = get_optional<int64_t>(j, "test_size", where, c.test_size);
   c.seed = get_optional<uint64_t>(j, "seed", where, c.seed);
@@ -29,11 +35,13 @@ SyntheticConfig SyntheticConfig::from_json(const Json& j, std::string_view where
 }
 
 Json SyntheticConfig::to_json() const {
-  return Json{{"task", task},
-              {"digits", digits},
-              {"train_size", train_size},
-              {"test_size", test_size},
-              {"seed", seed}};
+  Json j{{"task", task},
+         {"digits", digits},
+         {"train_size", train_size},
+         {"test_size", test_size},
+         {"seed", seed}};
+  if (task == "sum") j["terms"] = terms;
+  return j;
 }
 
 std::string addition_trace(int64_t a, int64_t b) {
@@ -54,6 +62,16 @@ std::string addition_trace(int64_t a, int64_t b) {
   return steps;
 }
 
+std::string sum_trace(const std::vector<int64_t>& terms) {
+  std::string steps;
+  int64_t acc = terms.at(0);
+  for (size_t i = 1; i < terms.size(); ++i) {
+    steps += fmt::format("{} + {} = {}\n", acc, terms[i], acc + terms[i]);
+    acc += terms[i];
+  }
+  return steps;
+}
+
 namespace {
 
 int64_t draw_operand(std::mt19937_64& rng, int64_t max_digits) {
@@ -67,10 +85,15 @@ int64_t draw_operand(std::mt19937_64& rng, int64_t max_digits) {
 }  // namespace
 
 std::vector<Problem> generate_problems(const SyntheticConfig& c) {
-  // The number of distinct problems: every ordered pair of operands.
+  // The number of distinct problems: every ordered tuple of operands.
   double operands = 1;
   for (int64_t i = 0; i < c.digits; ++i) operands *= 10;
-  const double distinct = operands * operands;
+  double distinct = operands * operands;
+  if (c.task == "sum") {
+    distinct = 0;
+    double tuples = operands;
+    for (int64_t n = 2; n <= c.terms; ++n) distinct += (tuples *= operands);
+  }
   const double want = static_cast<double>(c.train_size + c.test_size);
   R1_CHECK(want <= distinct / 2,
            "synthetic {}: {} train + {} test problems need more than half of the {} distinct "
@@ -80,12 +103,32 @@ std::vector<Problem> generate_problems(const SyntheticConfig& c) {
   std::set<std::string> seen;
   std::vector<Problem> out;
   while (static_cast<double>(out.size()) < want) {
-    const int64_t a = draw_operand(rng, c.digits), b = draw_operand(rng, c.digits);
     Problem p;
-    p.question = fmt::format("What is {} + {}?", a, b);
-    if (!seen.insert(p.question).second) continue;
-    p.answer = std::to_string(a + b);
-    p.trace = "<think>\n" + addition_trace(a, b) + "</think>\n<answer>" + p.answer + "</answer>";
+    std::string steps;
+    int64_t total = 0;
+    if (c.task == "sum") {
+      const int64_t n = std::uniform_int_distribution<int64_t>(2, c.terms)(rng);
+      std::vector<int64_t> terms;
+      for (int64_t i = 0; i < n; ++i) terms.push_back(draw_operand(rng, c.digits));
+      std::string expr;
+      for (const int64_t t : terms) {
+        if (!expr.empty()) expr += " + ";
+        expr += std::to_string(t);
+        total += t;
+      }
+      p.question = "What is " + expr + "?";
+      if (seen.count(p.question)) continue;
+      steps = sum_trace(terms);
+    } else {
+      const int64_t a = draw_operand(rng, c.digits), b = draw_operand(rng, c.digits);
+      p.question = fmt::format("What is {} + {}?", a, b);
+      if (seen.count(p.question)) continue;
+      total = a + b;
+      steps = addition_trace(a, b);
+    }
+    seen.insert(p.question);
+    p.answer = std::to_string(total);
+    p.trace = "<think>\n" + steps + "</think>\n<answer>" + p.answer + "</answer>";
     out.push_back(std::move(p));
   }
   return out;

@@ -9,6 +9,13 @@
 //               4 + 8 + 1 = 13, write 3 carry 1
 //               carry 1
 //             then </think> and <answer>132</answer>.
+//   sum       "What is 3 + 5 + 2?"  2..terms operands of 1..digits digits each; the trace keeps a
+//             running total, one line per operand after the first:
+//               3 + 5 = 8
+//               8 + 2 = 10
+//             then </think> and <answer>10</answer>. Every step is one small addition fact, so a
+//             tiny model learns it in a few hundred steps and held-out problems are new
+//             combinations of facts seen in training.
 //
 // Generation is a pure function of (task config, seed): problems are drawn with a seeded
 // std::mt19937_64 and deduplicated by question, train first, then test disjoint from train (so
@@ -28,6 +35,7 @@ namespace r1kit::recipes {
 struct SyntheticConfig {
   std::string task = "addition";
   int64_t digits = 2;        // operand width bound
+  int64_t terms = 3;         // sum: the most operands (at least 2)
   int64_t train_size = 512;  // problems in train.jsonl (and sft.jsonl, the same problems)
   int64_t test_size = 128;   // held-out problems in test.jsonl
   uint64_t seed = 0;
@@ -44,6 +52,8 @@ struct Problem {
 
 // The column-by-column worked steps of a + b (the trace's inside, one line per column).
 std::string addition_trace(int64_t a, int64_t b);
+// The running-total steps of terms[0] + terms[1] + ... (one line per operand after the first).
+std::string sum_trace(const std::vector<int64_t>& terms);
 
 // train_size + test_size distinct problems: train then test.
 std::vector<Problem> generate_problems(const SyntheticConfig& c);

@@ -1,11 +1,13 @@
 // Token log-prob head CPU reference: row-parallel over tokens, sums in double; the fused head runs
-// the lm_head GEMM through OpenBLAS one chunk of tokens at a time.
+// the lm_head GEMM through OpenBLAS one chunk of tokens at a time. Each row's exponentials are one
+// vectorized pass (exp_nonpositive, head_gemm.h) into a row buffer, then the sums.
 #include "kernels/logprob.h"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/head_gemm.h"
@@ -23,17 +25,20 @@ template <class T, class R>
 void forward_rows(const T* logits, int64_t rows, int64_t vocab, const int32_t* targets,
                   double temperature, R* logprob, R* entropy, R* lse, Context& ctx) {
   ctx.pool().parallel_for(rows, row_grain(vocab), [&](int64_t b, int64_t e) {
+    std::vector<double> zbuf(static_cast<size_t>(vocab)), ebuf(static_cast<size_t>(vocab));
+    double* zb = zbuf.data();
+    double* eb = ebuf.data();
     for (int64_t i = b; i < e; ++i) {
       const T* x = logits + i * vocab;
       double m = -INFINITY;
       for (int64_t j = 0; j < vocab; ++j) m = std::max(m, static_cast<double>(x[j]) / temperature);
+      for (int64_t j = 0; j < vocab; ++j) zb[j] = static_cast<double>(x[j]) / temperature - m;
+      for (int64_t j = 0; j < vocab; ++j) eb[j] = exp_nonpositive(zb[j]);
       double s = 0, sd = 0;
       for (int64_t j = 0; j < vocab; ++j) {
-        const double d = static_cast<double>(x[j]) / temperature - m;
-        const double ej = std::exp(d);
-        s += ej;
+        s += eb[j];
         // A −inf logit has e_j = 0 and d = −inf: its term is the limit 0 (0·(−inf) would be NaN).
-        if (ej > 0) sd += ej * d;
+        if (eb[j] > 0) sd += eb[j] * zb[j];
       }
       const double log_s = std::log(s);
       const double l = m + log_s;
@@ -53,25 +58,27 @@ void backward_rows(T* dlogits, const T* logits, int64_t rows, int64_t vocab, con
                    const R* lse, const R* dlogprob, const R* dentropy, double temperature,
                    Context& ctx) {
   ctx.pool().parallel_for(rows, row_grain(vocab), [&](int64_t b, int64_t e) {
+    std::vector<double> lbuf(static_cast<size_t>(vocab)), pbuf(static_cast<size_t>(vocab));
+    double* lb = lbuf.data();
+    double* pb = pbuf.data();
     for (int64_t i = b; i < e; ++i) {
       const T* x = logits + i * vocab;
       T* dx = dlogits + i * vocab;
       const double l = lse[i], dlp = dlogprob[i];
       const double dent = dentropy ? static_cast<double>(dentropy[i]) : 0.0;
+      // Every x_j is read here, before dx (which may alias x) is written.
+      for (int64_t j = 0; j < vocab; ++j) lb[j] = static_cast<double>(x[j]) / temperature - l;
+      for (int64_t j = 0; j < vocab; ++j) pb[j] = exp_nonpositive(lb[j]);
       double ent = 0;
       if (dentropy) {
-        for (int64_t j = 0; j < vocab; ++j) {
-          const double lp = static_cast<double>(x[j]) / temperature - l;
-          const double p = std::exp(lp);
-          if (p > 0) ent -= p * lp;  // p = 0 (lp = −inf): the limit 0, not 0·(−inf)
-        }
+        for (int64_t j = 0; j < vocab; ++j)
+          if (pb[j] > 0) ent -= pb[j] * lb[j];  // p = 0 (lp = −inf): the limit 0, not 0·(−inf)
       }
       const int64_t t = targets[i];
       for (int64_t j = 0; j < vocab; ++j) {
-        const double lp = static_cast<double>(x[j]) / temperature - l;
-        const double p = std::exp(lp);
+        const double p = pb[j];
         double dz = dlp * ((j == t ? 1.0 : 0.0) - p);
-        if (dentropy && p > 0) dz -= dent * p * (lp + ent);  // p = 0: no entropy gradient
+        if (dentropy && p > 0) dz -= dent * p * (lb[j] + ent);  // p = 0: no entropy gradient
         dx[j] = static_cast<T>(dz / temperature);
       }
     }
@@ -135,8 +142,8 @@ void logprob_head_forward(const TensorView& logprob_, const TensorView& entropy_
       for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);
         // logits (rows, V) = h[r0 : r0 + rows] (rows, C) · wᵀ (C, V)
-        gemm(false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch, T(0),
-             scratch.ptr<T>(), vocab);
+        gemm(ctx.pool(), false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch,
+             T(0), scratch.ptr<T>(), vocab);
         forward_rows<T, R>(scratch.ptr<T>(), rows, vocab, targets.ptr<int32_t>() + r0, temperature,
                            logprob_.ptr<R>() + r0, entropy ? entropy + r0 : nullptr,
                            lse_.ptr<R>() + r0, ctx);
@@ -166,15 +173,15 @@ void logprob_head_backward(const TensorView& dh_, const TensorView& dw_, const T
         const int64_t rows = std::min(chunk, n - r0);
         const T* hc = h.ptr<T>() + r0 * ch;
         // logits (rows, V) = h_c · wᵀ, recomputed rather than saved.
-        gemm(false, true, rows, vocab, ch, hc, ch, w.ptr<T>(), ch, T(0), dl, vocab);
+        gemm(ctx.pool(), false, true, rows, vocab, ch, hc, ch, w.ptr<T>(), ch, T(0), dl, vocab);
         backward_rows<T, R>(dl, dl, rows, vocab, targets.ptr<int32_t>() + r0, lse.ptr<R>() + r0,
                             dlogprob.ptr<R>() + r0, dentropy ? dentropy + r0 : nullptr, temperature,
                             ctx);
         // dh_c (rows, C) = dlogits (rows, V) · w (V, C)   (=)
-        gemm(false, false, rows, ch, vocab, dl, vocab, w.ptr<T>(), ch, T(0), dh.ptr<T>() + r0 * ch,
-             ch);
+        gemm(ctx.pool(), false, false, rows, ch, vocab, dl, vocab, w.ptr<T>(), ch, T(0),
+             dh.ptr<T>() + r0 * ch, ch);
         // dw (V, C) += dlogitsᵀ (V, rows) · h_c (rows, C)
-        gemm(true, false, vocab, ch, rows, dl, vocab, hc, ch, T(1), dw.ptr<T>(), ch);
+        gemm(ctx.pool(), true, false, vocab, ch, rows, dl, vocab, hc, ch, T(1), dw.ptr<T>(), ch);
       }
     });
   });

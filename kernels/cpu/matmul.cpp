@@ -1,35 +1,23 @@
 // Matmul, linear and grouped-linear CPU reference: every product is one row-major OpenBLAS
-// sgemm/dgemm call per batch entry or expert (OpenBLAS threads itself); bf16/f16 operands are
-// upcast to f32 first (CpuUpcast).
+// sgemm/dgemm per batch entry or expert, split over the pool's threads (head_gemm.h); bf16/f16
+// operands are upcast to f32 first (CpuUpcast).
 #include "kernels/matmul.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <climits>
 
 #include "kernels/cpu/common.h"
+#include "kernels/cpu/head_gemm.h"
 
 namespace r1kit::kernels::cpu {
 namespace {
-
-void cblas_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
-                const float* b, int ldb, float beta, float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-void cblas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda,
-                const double* b, int ldb, double beta, double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
 
 // Row-major C (m, n) = alpha·op(A)·op(B) + beta·C with op(A) (m, k), op(B) (k, n), all dense:
 // A is stored (m, k), or (k, m) when ta; B is stored (k, n), or (n, k) when tb.
 // beta == 0 never reads C (it is zeroed first, so NaN in C cannot leak through 0·NaN).
 template <class T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, const T* b,
-          double beta, T* c) {
+void gemm(ThreadPool& pool, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+          const T* a, const T* b, double beta, T* c) {
   if (m == 0 || n == 0) return;
   // CBLAS takes dims and leading dims as int (OpenBLAS offsets are 64-bit internally, so only
   // each dim must fit, not the element count).
@@ -45,8 +33,8 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
     return;
   }
   const int lda = static_cast<int>(ta ? m : k), ldb = static_cast<int>(tb ? k : n);
-  cblas_gemm(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-             static_cast<T>(alpha), a, lda, b, ldb, static_cast<T>(beta), c, static_cast<int>(n));
+  pool_gemm<T>(pool, ta, tb, m, n, k, static_cast<T>(alpha), a, lda, b, ldb, static_cast<T>(beta),
+               c, n);
 }
 
 // Batch size and the per-batch element stride of a 2-D (stride 0, one batch) or 3-D view.
@@ -70,8 +58,9 @@ void matmul_forward(const TensorView& c_, const TensorView& a_, const TensorView
   dispatch_float(c.dtype, [&](auto tag) {
     using T = decltype(tag);
     for (int64_t i = 0; i < batch_of(c); ++i)
-      gemm<T>(opts.trans_a, opts.trans_b, m, n, k, opts.alpha, a.ptr<T>() + i * batch_stride(a),
-              b.ptr<T>() + i * batch_stride(b), opts.beta, c.ptr<T>() + i * batch_stride(c));
+      gemm<T>(ctx.pool(), opts.trans_a, opts.trans_b, m, n, k, opts.alpha,
+              a.ptr<T>() + i * batch_stride(a), b.ptr<T>() + i * batch_stride(b), opts.beta,
+              c.ptr<T>() + i * batch_stride(c));
   });
   up.finish();
 }
@@ -99,20 +88,20 @@ void matmul_backward(const TensorView& da_, const TensorView& db_, const TensorV
         T* dai = da.ptr<T>() + i * batch_stride(da);
         if (!ta) {
           // dA (M, K) = alpha·dC·op(B)ᵀ
-          gemm<T>(false, !tb, m, k, n, opts.alpha, dci, bi, da_beta, dai);
+          gemm<T>(ctx.pool(), false, !tb, m, k, n, opts.alpha, dci, bi, da_beta, dai);
         } else {
           // dA (K, M) = (alpha·dC·op(B)ᵀ)ᵀ = alpha·op(B)·dCᵀ
-          gemm<T>(tb, true, k, m, n, opts.alpha, bi, dci, da_beta, dai);
+          gemm<T>(ctx.pool(), tb, true, k, m, n, opts.alpha, bi, dci, da_beta, dai);
         }
       }
       if (db.defined()) {
         T* dbi = db.ptr<T>() + i * batch_stride(db);
         if (!tb) {
           // dB (K, N) = alpha·op(A)ᵀ·dC
-          gemm<T>(!ta, false, k, n, m, opts.alpha, ai, dci, db_beta, dbi);
+          gemm<T>(ctx.pool(), !ta, false, k, n, m, opts.alpha, ai, dci, db_beta, dbi);
         } else {
           // dB (N, K) = (alpha·op(A)ᵀ·dC)ᵀ = alpha·dCᵀ·op(A)
-          gemm<T>(true, ta, n, k, m, opts.alpha, dci, ai, db_beta, dbi);
+          gemm<T>(ctx.pool(), true, ta, n, k, m, opts.alpha, dci, ai, db_beta, dbi);
         }
       }
     }
@@ -136,7 +125,8 @@ void linear_forward(const TensorView& y_, const TensorView& x_, const TensorView
         for (int64_t i = b; i < e; ++i) std::copy(bp, bp + oc, yp + i * oc);
       });
     }
-    gemm<T>(false, true, n, oc, ch, 1.0, x.ptr<T>(), w.ptr<T>(), bias.defined() ? 1.0 : 0.0, yp);
+    gemm<T>(ctx.pool(), false, true, n, oc, ch, 1.0, x.ptr<T>(), w.ptr<T>(),
+            bias.defined() ? 1.0 : 0.0, yp);
   });
   up.finish();
 }
@@ -154,10 +144,11 @@ void linear_backward(const TensorView& dx_, const TensorView& dw_, const TensorV
     const T* dyp = dy.ptr<T>();
     // dx (N, C) = dy (N, OC) · w (OC, C)
     if (dx.defined())
-      gemm<T>(false, false, n, ch, oc, 1.0, dyp, w.ptr<T>(),
+      gemm<T>(ctx.pool(), false, false, n, ch, oc, 1.0, dyp, w.ptr<T>(),
               dx_write == GradWrite::accumulate ? 1.0 : 0.0, dx.ptr<T>());
     // dw (OC, C) += dyᵀ (OC, N) · x (N, C)
-    if (dw.defined()) gemm<T>(true, false, oc, ch, n, 1.0, dyp, x.ptr<T>(), 1.0, dw.ptr<T>());
+    if (dw.defined())
+      gemm<T>(ctx.pool(), true, false, oc, ch, n, 1.0, dyp, x.ptr<T>(), 1.0, dw.ptr<T>());
     // dbias_o += Σ_n dy[n, o]: parallel over outputs, a fixed-order double sum over rows.
     if (dbias.defined()) {
       T* dbp = dbias.ptr<T>();
@@ -184,8 +175,8 @@ void grouped_linear_forward(const TensorView& y_, const TensorView& x_, const Te
     // y_e (m_e, OC) = x_e (m_e, C) · w_eᵀ for the rows of expert e.
     for (int64_t g = 0; g < e; ++g) {
       const int64_t r0 = off[g], rows = off[g + 1] - off[g];
-      gemm<T>(false, true, rows, oc, ch, 1.0, x.ptr<T>() + r0 * ch, w.ptr<T>() + g * oc * ch, 0.0,
-              y.ptr<T>() + r0 * oc);
+      gemm<T>(ctx.pool(), false, true, rows, oc, ch, 1.0, x.ptr<T>() + r0 * ch,
+              w.ptr<T>() + g * oc * ch, 0.0, y.ptr<T>() + r0 * oc);
     }
   });
   up.finish();
@@ -208,10 +199,10 @@ void grouped_linear_backward(const TensorView& dx_, const TensorView& dw_, const
       const T* wg = w.ptr<T>() + g * oc * ch;
       // dx_e (m_e, C) = dy_e (m_e, OC) · w_e (OC, C)
       if (dx.defined())
-        gemm<T>(false, false, rows, ch, oc, 1.0, dyg, wg, 0.0, dx.ptr<T>() + r0 * ch);
+        gemm<T>(ctx.pool(), false, false, rows, ch, oc, 1.0, dyg, wg, 0.0, dx.ptr<T>() + r0 * ch);
       // dw_e (OC, C) += dy_eᵀ (OC, m_e) · x_e (m_e, C); nothing to add for an empty expert.
       if (dw.defined() && rows > 0)
-        gemm<T>(true, false, oc, ch, rows, 1.0, dyg, x.ptr<T>() + r0 * ch, 1.0,
+        gemm<T>(ctx.pool(), true, false, oc, ch, rows, 1.0, dyg, x.ptr<T>() + r0 * ch, 1.0,
                 dw.ptr<T>() + g * oc * ch);
     }
   });

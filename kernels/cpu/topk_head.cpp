@@ -26,7 +26,7 @@ double scaled_lse(const T* x, int64_t vocab, double temperature, double* z) {
     m = std::max(m, z[j]);
   }
   double s = 0;
-  for (int64_t j = 0; j < vocab; ++j) s += std::exp(z[j] - m);
+  for (int64_t j = 0; j < vocab; ++j) s += exp_nonpositive(z[j] - m);
   return m + std::log(s);
 }
 
@@ -96,7 +96,7 @@ void multi_backward_rows(T* logits, int64_t rows, int64_t vocab, int64_t k, cons
       double g = 0;
       for (int64_t q = 0; q < k; ++q) g += static_cast<double>(dlogprob[i * k + q]);
       for (int64_t j = 0; j < vocab; ++j)
-        dz[j] = -g * std::exp(static_cast<double>(x[j]) / temperature - l);
+        dz[j] = -g * exp_nonpositive(static_cast<double>(x[j]) / temperature - l);
       for (int64_t q = 0; q < k; ++q)
         dz[targets[i * k + q]] += static_cast<double>(dlogprob[i * k + q]);
       for (int64_t j = 0; j < vocab; ++j) x[j] = static_cast<T>(dz[j] / temperature);
@@ -122,8 +122,8 @@ void logprob_head_topk(const TensorView& topk_logprob, const TensorView& topk_id
       for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);
         // logits (rows, V) = h[r0 : r0 + rows] (rows, C) · wᵀ (C, V)
-        gemm(false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch, T(0),
-             scratch.ptr<T>(), vocab);
+        gemm(ctx.pool(), false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch,
+             T(0), scratch.ptr<T>(), vocab);
         topk_rows<T, R>(scratch.ptr<T>(), rows, vocab, k, temperature,
                         topk_logprob.ptr<R>() + r0 * k, topk_idx.ptr<int32_t>() + r0 * k,
                         lse_.ptr<R>() + r0, ctx);
@@ -148,8 +148,8 @@ void logprob_head_multi_forward(const TensorView& logprob, const TensorView& lse
       using R = decltype(rtag);
       for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t rows = std::min(chunk, n - r0);
-        gemm(false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch, T(0),
-             scratch.ptr<T>(), vocab);
+        gemm(ctx.pool(), false, true, rows, vocab, ch, h.ptr<T>() + r0 * ch, ch, w.ptr<T>(), ch,
+             T(0), scratch.ptr<T>(), vocab);
         multi_forward_rows<T, R>(scratch.ptr<T>(), rows, vocab, k, targets.ptr<int32_t>() + r0 * k,
                                  temperature, logprob.ptr<R>() + r0 * k, lse_.ptr<R>() + r0, ctx);
       }
@@ -178,14 +178,14 @@ void logprob_head_multi_backward(const TensorView& dh_, const TensorView& dw_,
         const int64_t rows = std::min(chunk, n - r0);
         const T* hc = h.ptr<T>() + r0 * ch;
         // logits (rows, V) = h_c · wᵀ, recomputed rather than saved.
-        gemm(false, true, rows, vocab, ch, hc, ch, w.ptr<T>(), ch, T(0), dl, vocab);
+        gemm(ctx.pool(), false, true, rows, vocab, ch, hc, ch, w.ptr<T>(), ch, T(0), dl, vocab);
         multi_backward_rows<T, R>(dl, rows, vocab, k, targets.ptr<int32_t>() + r0 * k,
                                   lse.ptr<R>() + r0, dlogprob.ptr<R>() + r0 * k, temperature, ctx);
         // dh_c (rows, C) = dlogits (rows, V) · w (V, C)   (=)
-        gemm(false, false, rows, ch, vocab, dl, vocab, w.ptr<T>(), ch, T(0), dh.ptr<T>() + r0 * ch,
-             ch);
+        gemm(ctx.pool(), false, false, rows, ch, vocab, dl, vocab, w.ptr<T>(), ch, T(0),
+             dh.ptr<T>() + r0 * ch, ch);
         // dw (V, C) += dlogitsᵀ (V, rows) · h_c (rows, C)
-        gemm(true, false, vocab, ch, rows, dl, vocab, hc, ch, T(1), dw.ptr<T>(), ch);
+        gemm(ctx.pool(), true, false, vocab, ch, rows, dl, vocab, hc, ch, T(1), dw.ptr<T>(), ch);
       }
     });
   });

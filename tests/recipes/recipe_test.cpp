@@ -215,5 +215,47 @@ TEST(Synthetic, TraceOfACarrySum) {
   EXPECT_EQ(addition_trace(5, 123), "5 + 3 = 8, write 8\n0 + 2 = 2, write 2\n0 + 1 = 1, write 1\n");
 }
 
+TEST(Synthetic, SumProblemsKeepARunningTotal) {
+  EXPECT_EQ(sum_trace({3, 5, 2}), "3 + 5 = 8\n8 + 2 = 10\n");
+  SyntheticConfig c;
+  c.task = "sum";
+  c.digits = 1;
+  c.terms = 4;
+  c.train_size = 400;
+  c.test_size = 40;
+  const auto a = generate_problems(c);
+  ASSERT_EQ(a.size(), 440u);
+  std::set<std::string> q;
+  std::set<size_t> lengths;
+  for (const Problem& p : a) {
+    EXPECT_TRUE(q.insert(p.question).second) << p.question;
+    ASSERT_EQ(p.question.rfind("What is ", 0), 0u);
+    // Operands "d + d + ..." summed by hand.
+    std::vector<int64_t> terms;
+    for (const char ch : p.question)
+      if (ch >= '0' && ch <= '9') terms.push_back(ch - '0');
+    ASSERT_GE(terms.size(), 2u);
+    ASSERT_LE(terms.size(), 4u);
+    lengths.insert(terms.size());
+    int64_t total = 0;
+    for (const int64_t t : terms) total += t;
+    EXPECT_EQ(p.answer, std::to_string(total)) << p.question;
+    EXPECT_EQ(p.trace,
+              "<think>\n" + sum_trace(terms) + "</think>\n<answer>" + p.answer + "</answer>");
+  }
+  EXPECT_EQ(lengths.size(), 3u);  // 2, 3 and 4 operands all drawn
+  // 'terms' is the sum task's; addition refuses it, and its range is checked.
+  expect_error_contains(
+      [] { SyntheticConfig::from_json(Json::parse(R"({"task": "addition", "terms": 3})"), "d"); },
+      {"d.terms", "sum task only"});
+  expect_error_contains(
+      [] { SyntheticConfig::from_json(Json::parse(R"({"task": "sum", "terms": 9})"), "d"); },
+      {"d.terms", "[2, 8]"});
+  EXPECT_EQ(SyntheticConfig::from_json(Json::parse(R"({"task": "sum", "terms": 5})"), "d")
+                .to_json()
+                .at("terms"),
+            5);
+}
+
 }  // namespace
 }  // namespace r1kit::recipes
