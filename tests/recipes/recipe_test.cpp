@@ -247,10 +247,10 @@ TEST(Synthetic, SumProblemsKeepARunningTotal) {
   // 'terms' is the sum task's; addition refuses it, and its range is checked.
   expect_error_contains(
       [] { SyntheticConfig::from_json(Json::parse(R"({"task": "addition", "terms": 3})"), "d"); },
-      {"d.terms", "sum task only"});
+      {"terms", "sum task only"});
   expect_error_contains(
       [] { SyntheticConfig::from_json(Json::parse(R"({"task": "sum", "terms": 9})"), "d"); },
-      {"d.terms", "[2, 8]"});
+      {"terms", "[2, 8]", "got 9"});
   EXPECT_EQ(SyntheticConfig::from_json(Json::parse(R"({"task": "sum", "terms": 5})"), "d")
                 .to_json()
                 .at("terms"),

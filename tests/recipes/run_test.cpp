@@ -263,7 +263,15 @@ TEST(RecipeRun, CtrlCCheckpointsTheRunningStepAndResumeFinishes) {
   const std::string recipe = write_small_recipe(dir);
   RunOptions o = quiet(dir.file("run"));
   o.overrides = {"stages.rl.config.save_every=0"};  // only the interrupt writes a checkpoint
-  o.on_step = [](const std::string& s, const Json& m) {
+  // TensorBoard is written while the stage runs: at GRPO step 3 the event file already holds
+  // steps 1..3.
+  int64_t live_max_step = 0;
+  const std::string tb_dir = dir.file("run/tensorboard/rl");
+  o.on_step = [&](const std::string& s, const Json& m) {
+    if (s == "rl" && m.at("step") == 3)
+      for (const auto& e : fs::directory_iterator(tb_dir))
+        for (const TbScalar& t : read_tensorboard_scalars(e.path().string(), true))
+          live_max_step = std::max(live_max_step, t.step);
     if (s == "rl" && m.at("step") == 4) request_interrupt();
   };
   EXPECT_THROW(run_recipe(recipe, o), Interrupted);
@@ -272,8 +280,17 @@ TEST(RecipeRun, CtrlCCheckpointsTheRunningStepAndResumeFinishes) {
   o.on_step = {};
   o.resume = true;
   const RunResult r = run_recipe(recipe, o);
+  EXPECT_EQ(live_max_step, 3);
   EXPECT_EQ(r.state.at("stages").at("rl").at("summary").at("resumed_from"), 4);
   EXPECT_EQ(r.state.at("stages").at("check").at("status"), "done");
+  // After the resume: one event file with each of the 6 steps' loss once.
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(tb_dir)) files.push_back(e.path().string());
+  ASSERT_EQ(files.size(), 1u);
+  std::vector<int64_t> loss_steps;
+  for (const TbScalar& t : read_tensorboard_scalars(files[0]))
+    if (t.tag == "rl/loss") loss_steps.push_back(t.step);
+  EXPECT_EQ(loss_steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
 }
 
 TEST(RecipeRun, ValidateOnlyWritesNothing) {
