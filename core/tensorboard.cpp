@@ -474,30 +474,10 @@ std::vector<std::pair<std::string, double>> flatten_metrics_row(const Json& row,
   return out;
 }
 
-void write_scalars_from_metrics(const std::string& logdir, const std::vector<Json>& metrics_rows,
-                                const std::string& tag_prefix) {
-  const std::string where =
-      fmt::format("TensorBoard scalars '{}' for '{}': metrics_rows", tag_prefix, logdir);
-  std::vector<std::pair<int64_t, std::vector<std::pair<std::string, double>>>> events;
-  for (size_t i = 0; i < metrics_rows.size(); ++i) {
-    const std::string w = json_where(where, i);
-    const auto step = get_required<int64_t>(metrics_rows[i], "step", w);
-    auto values = flatten_metrics_row(metrics_rows[i], w);
-    if (values.empty()) continue;
-    if (!tag_prefix.empty())
-      for (auto& kv : values) kv.first = tag_prefix + "/" + kv.first;
-    events.emplace_back(step, std::move(values));
-  }
-  if (events.empty()) return;
-  TensorBoardWriter w(logdir, tag_prefix.empty() ? "" : "." + file_name_part(tag_prefix));
-  const double now = unix_seconds_now();
-  for (const auto& [step, values] : events) w.add_scalars(step, values, now);
-}
-
 MetricsTensorBoard::MetricsTensorBoard(std::string logdir, std::string tag_prefix)
     : logdir_(std::move(logdir)), prefix_(std::move(tag_prefix)) {}
 
-void MetricsTensorBoard::add_row(const Json& row, std::string_view where) {
+void MetricsTensorBoard::add_row(const Json& row, std::string_view where, double wall_time) {
   const auto step = get_required<int64_t>(row, "step", where);
   auto values = flatten_metrics_row(row, where);
   if (values.empty()) return;
@@ -506,7 +486,23 @@ void MetricsTensorBoard::add_row(const Json& row, std::string_view where) {
   if (!writer_)
     writer_ = std::make_unique<TensorBoardWriter>(
         logdir_, prefix_.empty() ? "" : "." + file_name_part(prefix_));
-  writer_->add_scalars(step, values);
+  writer_->add_scalars(step, values, wall_time);
+}
+
+void write_scalars_from_metrics(const std::string& logdir, const std::vector<Json>& metrics_rows,
+                                const std::string& tag_prefix) {
+  const std::string where =
+      fmt::format("TensorBoard scalars '{}' for '{}': metrics_rows", tag_prefix, logdir);
+  // Every row is checked before anything is written.
+  for (size_t i = 0; i < metrics_rows.size(); ++i) {
+    const std::string w = json_where(where, i);
+    (void)get_required<int64_t>(metrics_rows[i], "step", w);
+    (void)flatten_metrics_row(metrics_rows[i], w);
+  }
+  MetricsTensorBoard tb(logdir, tag_prefix);
+  const double now = unix_seconds_now();
+  for (size_t i = 0; i < metrics_rows.size(); ++i)
+    tb.add_row(metrics_rows[i], json_where(where, i), now);
 }
 
 }  // namespace r1kit

@@ -132,13 +132,14 @@ std::vector<std::pair<std::string, double>> flatten_metrics_row(const Json& row,
 void write_scalars_from_metrics(const std::string& logdir, const std::vector<Json>& metrics_rows,
                                 const std::string& tag_prefix);
 
-// The live form of the same: each row becomes one event as it is added (wall time = now), in an
-// event file made in `logdir` at the first row that has a scalar (named as above). Rows are checked
-// as write_scalars_from_metrics checks them (errors name `where`). Not thread-safe.
+// The live form, which write_scalars_from_metrics also writes through: each row becomes one event
+// as it is added (wall time: now unless given), in an event file made in `logdir` at the first row
+// that has a scalar (named as above). A row is checked as write_scalars_from_metrics checks it
+// (errors name `where`). Not thread-safe.
 class MetricsTensorBoard {
  public:
   MetricsTensorBoard(std::string logdir, std::string tag_prefix);
-  void add_row(const Json& row, std::string_view where);
+  void add_row(const Json& row, std::string_view where, double wall_time = unix_seconds_now());
   // The event file's path; empty until a row with a scalar came.
   std::string path() const { return writer_ ? writer_->path() : std::string(); }
 

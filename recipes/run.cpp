@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -115,17 +116,26 @@ void rebuild_metrics(const Json& resolved, const Json& state, const std::string&
   write_jsonl_file_atomic((fs::path(run_dir) / "metrics.jsonl").string(), rows);
 }
 
-// TensorBoard scalars of one finished (or interrupted) training stage, rewritten whole.
-void write_stage_tensorboard(const std::string& run_dir, const std::string& stage,
-                             const std::string& output) {
+// Starts a training stage's TensorBoard folder afresh: one event file holding the rows of the
+// stage's metrics.jsonl with a step below `below_step` (every row: INT64_MAX). The writer stays
+// open for the rows that follow. A resumed stage calls it at its first new row, when the trainer
+// has cut metrics.jsonl back to its checkpoint.
+std::unique_ptr<MetricsTensorBoard> restart_stage_tensorboard(const std::string& run_dir,
+                                                              const std::string& stage,
+                                                              const std::string& output,
+                                                              int64_t below_step) {
   std::error_code ec;
-  const std::string m = (fs::path(output) / "metrics.jsonl").string();
-  if (!fs::exists(m, ec)) return;
   const fs::path dir = fs::path(run_dir) / "tensorboard" / stage;
   fs::remove_all(dir, ec);
+  auto tb = std::make_unique<MetricsTensorBoard>(dir.string(), stage);
+  const std::string m = (fs::path(output) / "metrics.jsonl").string();
+  if (!fs::exists(m, ec)) return tb;
   JsonlReadOptions ro;
   ro.allow_truncated_last_line = true;
-  write_scalars_from_metrics(dir.string(), read_jsonl_file(m, ro), stage);
+  const std::string where = fmt::format("stage '{}': {}", stage, m);
+  for (const Json& row : read_jsonl_file(m, ro))
+    if (row.contains("step") && row.at("step").get<int64_t>() < below_step) tb->add_row(row, where);
+  return tb;
 }
 
 std::string summary_postfix(const Json& line) {
@@ -286,31 +296,16 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
     const auto t0 = Clock::now();
     const Json& cfg = s.at("config");
     std::unique_ptr<Progress> progress;
-    // TensorBoard while the stage runs: metrics rows as the trainer writes them. The first row
-    // of a resumed stage starts a new event file holding the rows kept from before (the trainer
-    // has cut metrics.jsonl back to its checkpoint by then).
+    // TensorBoard while the stage runs: metrics rows as the trainer reports them.
     const bool training = type == "sft" || type == "distill" || type == "grpo";
-    const fs::path tb_dir = fs::path(run_dir) / "tensorboard" / name;
-    const std::string stage_metrics =
-        training ? (fs::path(cfg.at("output").get<std::string>()) / "metrics.jsonl").string()
-                 : std::string();
+    const std::string output = cfg.at("output").get<std::string>();
     std::unique_ptr<MetricsTensorBoard> live_tb;
     const StageCallback cb = [&](const Json& line) {
       if (training && line.value("type", "") != "progress" && line.contains("step")) {
-        const std::string where = fmt::format("stage '{}' metrics", name);
-        if (!live_tb) {
-          std::error_code rec;
-          fs::remove_all(tb_dir, rec);
-          live_tb = std::make_unique<MetricsTensorBoard>(tb_dir.string(), name);
-          const int64_t first = line.at("step").get<int64_t>();
-          JsonlReadOptions ro;
-          ro.allow_truncated_last_line = true;
-          if (fs::exists(stage_metrics, rec))
-            for (const Json& row : read_jsonl_file(stage_metrics, ro))
-              if (row.contains("step") && row.at("step").get<int64_t>() < first)
-                live_tb->add_row(row, where);
-        }
-        live_tb->add_row(line, where);
+        if (!live_tb)
+          live_tb =
+              restart_stage_tensorboard(run_dir, name, output, line.at("step").get<int64_t>());
+        live_tb->add_row(line, fmt::format("stage '{}' metrics", name));
       }
       if (opts.progress && line.contains("step") && line.contains("total_steps")) {
         if (!progress)
@@ -338,7 +333,8 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
       live_tb.reset();
       try {
         rebuild_metrics(result.resolved, state, run_dir);
-        if (!live) write_stage_tensorboard(run_dir, name, cfg.at("output").get<std::string>());
+        if (!live && training)
+          restart_stage_tensorboard(run_dir, name, output, std::numeric_limits<int64_t>::max());
       } catch (const std::exception& e) {
         logger()->warn("[run] could not update the run's metrics: {}", e.what());
       }
@@ -353,7 +349,8 @@ RunResult run_recipe(const std::string& recipe_arg, const RunOptions& opts) {
     rebuild_metrics(result.resolved, state, run_dir);
     // A stage that wrote no row this time (it had finished before a crash) gets its event file
     // from metrics.jsonl.
-    if (!live_tb) write_stage_tensorboard(run_dir, name, cfg.at("output").get<std::string>());
+    if (!live_tb && training)
+      restart_stage_tensorboard(run_dir, name, output, std::numeric_limits<int64_t>::max());
     live_tb.reset();
     if (type == "eval") {
       const std::string t1 = results_table(result.resolved, state);

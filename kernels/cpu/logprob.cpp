@@ -1,6 +1,6 @@
 // Token log-prob head CPU reference: row-parallel over tokens, sums in double; the fused head runs
 // the lm_head GEMM through OpenBLAS one chunk of tokens at a time. Each row's exponentials are one
-// vectorized pass (exp_nonpositive, head_gemm.h) into a row buffer, then the sums.
+// vectorized pass (exp_nonpositive, blas.h) into a row buffer, then the sums.
 #include "kernels/logprob.h"
 
 #include <cblas.h>
@@ -9,8 +9,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/common.h"
-#include "kernels/cpu/head_gemm.h"
 
 namespace r1kit::kernels::cpu {
 namespace {

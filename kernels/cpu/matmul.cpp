@@ -1,13 +1,13 @@
 // Matmul, linear and grouped-linear CPU reference: every product is one row-major OpenBLAS
-// sgemm/dgemm per batch entry or expert, split over the pool's threads (head_gemm.h); bf16/f16
+// sgemm/dgemm per batch entry or expert, split over the pool's threads (blas.h); bf16/f16
 // operands are upcast to f32 first (CpuUpcast).
 #include "kernels/matmul.h"
 
 #include <algorithm>
 #include <climits>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/common.h"
-#include "kernels/cpu/head_gemm.h"
 
 namespace r1kit::kernels::cpu {
 namespace {

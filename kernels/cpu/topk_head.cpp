@@ -10,8 +10,8 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/common.h"
-#include "kernels/cpu/head_gemm.h"
 
 namespace r1kit::kernels::cpu {
 namespace {

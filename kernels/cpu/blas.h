@@ -1,5 +1,5 @@
 // Row-major BLAS GEMMs of the CPU kernels (matmul.cpp, logprob.cpp, topk_head.cpp), split over
-// the Context's thread pool, and the parallel_for grain of per-row vocabulary work.
+// the Context's thread pool; the log-prob heads' vectorizable exp and their parallel_for grain.
 //
 // OpenBLAS is told to run one thread (once, at the first GEMM) and each GEMM is cut into one
 // block of C per pool thread: by rows of C when there are enough rows, else by columns (decode
