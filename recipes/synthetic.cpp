@@ -12,7 +12,8 @@ namespace fs = std::filesystem;
 
 SyntheticConfig SyntheticConfig::from_json(const Json& j, std::string_view where) {
   require_object(j, where);
-  reject_unknown_keys(j, {"task", "digits", "terms", "train_size", "test_size", "seed"}, where);
+  reject_unknown_keys(
+      j, {"task", "digits", "terms", "train_size", "test_size", "direct_fraction", "seed"}, where);
   SyntheticConfig c;
   c.task = get_optional<std::string>(j, "task", where, c.task);
   R1_CHECK(c.task == "addition" || c.task == "sum", "{}: unknown task '{}' (known: addition, sum)",
@@ -26,6 +27,10 @@ SyntheticConfig SyntheticConfig::from_json(const Json& j, std::string_view where
            json_where(where, "terms"));
   c.train_size = get_optional<int64_t>(j, "train_size", where, c.train_size);
   c.test_size = get_optional<int64_t>(j, "test_size", where, c.test_size);
+  c.direct_fraction = get_optional<double>(j, "direct_fraction", where, c.direct_fraction);
+  R1_CHECK(c.direct_fraction >= 0 && c.direct_fraction <= 1,
+           "{}: 'direct_fraction' must be in [0, 1], got {}", json_where(where, "direct_fraction"),
+           c.direct_fraction);
   c.seed = get_optional<uint64_t>(j, "seed", where, c.seed);
   R1_CHECK(c.digits >= 1 && c.digits <= 9, "{}: 'digits' must be in [1, 9], got {}", where,
            c.digits);
@@ -41,6 +46,7 @@ Json SyntheticConfig::to_json() const {
          {"test_size", test_size},
          {"seed", seed}};
   if (task == "sum") j["terms"] = terms;
+  if (direct_fraction > 0) j["direct_fraction"] = direct_fraction;
   return j;
 }
 
@@ -129,6 +135,8 @@ std::vector<Problem> generate_problems(const SyntheticConfig& c) {
     seen.insert(p.question);
     p.answer = std::to_string(total);
     p.trace = "<think>\n" + steps + "</think>\n<answer>" + p.answer + "</answer>";
+    p.direct =
+        "<think>\nAt a glance: " + p.answer + ".\n</think>\n<answer>" + p.answer + "</answer>";
     out.push_back(std::move(p));
   }
   return out;
@@ -137,11 +145,15 @@ std::vector<Problem> generate_problems(const SyntheticConfig& c) {
 Json write_synthetic_dataset(const SyntheticConfig& c, const std::string& dir) {
   const std::vector<Problem> all = generate_problems(c);
   std::vector<Json> train, test, sft;
+  // Which rows answer at a glance: a stream of its own, so the problems do not depend on it.
+  std::mt19937_64 pick(c.seed ^ 0xd1ec'7a45'0f2aULL);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
   for (size_t i = 0; i < all.size(); ++i) {
     const Problem& p = all[i];
     if (static_cast<int64_t>(i) < c.train_size) {
       train.push_back(Json{{"question", p.question}, {"answer", p.answer}});
-      sft.push_back(Json{{"question", p.question}, {"answer", p.trace}});
+      const bool direct = u(pick) < c.direct_fraction;
+      sft.push_back(Json{{"question", p.question}, {"answer", direct ? p.direct : p.trace}});
     } else {
       test.push_back(Json{{"question", p.question}, {"answer", p.answer}});
     }

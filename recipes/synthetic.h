@@ -17,6 +17,14 @@
 //             tiny model learns it in a few hundred steps and held-out problems are new
 //             combinations of facts seen in training.
 //
+// Answers at a glance (direct_fraction > 0): that share of the rows of sft.jsonl, chosen with a
+// seeded generator of their own so that the problems do not change with it, skip the worked steps:
+// "<think>\nAt a glance: 132.\n</think>\n<answer>132</answer>". That makes a cold-start set of
+// mixed quality, as R1's was. A policy trained on it answers some prompts without working, and a
+// tiny model guesses a multi-digit sum far less reliably than it adds column by column, so GRPO's
+// reward favours the worked trace (and the responses grow longer). The glance line has no "+" or
+// "=": one that looked like a column step ("47 + 85 = 132") confused the column facts themselves.
+//
 // Generation is a pure function of (task config, seed): problems are drawn with a seeded
 // std::mt19937_64 and deduplicated by question, train first, then test disjoint from train (so
 // held-out accuracy measures generalisation). Too few distinct problems for the sizes asked is an
@@ -34,10 +42,11 @@ namespace r1kit::recipes {
 
 struct SyntheticConfig {
   std::string task = "addition";
-  int64_t digits = 2;        // operand width bound
-  int64_t terms = 3;         // sum: the most operands (at least 2)
-  int64_t train_size = 512;  // problems in train.jsonl (and sft.jsonl, the same problems)
-  int64_t test_size = 128;   // held-out problems in test.jsonl
+  int64_t digits = 2;          // operand width bound
+  int64_t terms = 3;           // sum: the most operands (at least 2)
+  int64_t train_size = 512;    // problems in train.jsonl (and sft.jsonl, the same problems)
+  int64_t test_size = 128;     // held-out problems in test.jsonl
+  double direct_fraction = 0;  // the share of sft.jsonl rows that answer in one line
   uint64_t seed = 0;
 
   static SyntheticConfig from_json(const Json& j, std::string_view where);
@@ -48,6 +57,7 @@ struct Problem {
   std::string question;  // the user prompt
   std::string answer;    // the exact answer ("132")
   std::string trace;     // the R1-format completion: <think>…</think>\n<answer>…</answer>
+  std::string direct;    // the same with only the result ("At a glance: 132.") as the think
 };
 
 // The column-by-column worked steps of a + b (the trace's inside, one line per column).

@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/test_util.h"
 #include "tests/common/training_fixtures.h"
+#include "tests/gpu/gpu_util.h"
 
 namespace r1kit::grpo {
 namespace {
@@ -16,6 +17,7 @@ using testing::ScratchDir;
 using namespace testing::training;
 
 TEST(GrpoGpu, MoePolicyWithRouterReplayRunsInBf16) {
+  R1_REQUIRE_GPU();
   ScratchDir dir;
   const std::string model = write_model(dir, "m", policy::ModelArch::deepseek_v3, 3);
   write_text(dir.file("train.jsonl"), sum_prompts(3));
@@ -47,6 +49,7 @@ TEST(GrpoGpu, MoePolicyWithRouterReplayRunsInBf16) {
 }
 
 TEST(GrpoGpu, WarmedUpPolicyLearnsToAdd) {
+  R1_REQUIRE_GPU();
   ScratchDir dir;
   const auto [first, last] = learning_run(dir, "cuda", "f32");
   EXPECT_GT(last, first + 0.30) << "first " << first << " last " << last;

@@ -208,6 +208,50 @@ TEST(Synthetic, AdditionProblemsAreDistinctCorrectAndReproducible) {
   expect_error_contains([&] { generate_problems(c); }, {"more than half", "100 distinct"});
 }
 
+TEST(Synthetic, DirectFractionMixesAtAGlanceAnswersIntoTheSftRowsOnly) {
+  // The same problems with and without direct answers: only sft.jsonl's completions differ, and
+  // about the asked share of them state the result without working.
+  ScratchDir dir;
+  SyntheticConfig c;
+  c.train_size = 400;
+  c.test_size = 40;
+  c.seed = 2;
+  write_synthetic_dataset(c, dir.file("worked"));
+  c.direct_fraction = 0.5;
+  write_synthetic_dataset(c, dir.file("mixed"));
+  for (const char* f : {"train.jsonl", "test.jsonl"})
+    EXPECT_EQ(read_jsonl_file(dir.file("worked") + "/" + f),
+              read_jsonl_file(dir.file("mixed") + "/" + f))
+        << f;
+  const auto worked = read_jsonl_file(dir.file("worked") + "/sft.jsonl");
+  const auto mixed = read_jsonl_file(dir.file("mixed") + "/sft.jsonl");
+  ASSERT_EQ(worked.size(), 400u);
+  ASSERT_EQ(mixed.size(), 400u);
+  const auto problems = generate_problems(c);
+  size_t direct = 0;
+  for (size_t i = 0; i < mixed.size(); ++i) {
+    EXPECT_EQ(mixed[i].at("question"), worked[i].at("question"));
+    const std::string& answer = problems[i].answer;
+    EXPECT_EQ(worked[i].at("answer").get<std::string>(), problems[i].trace);
+    const std::string m = mixed[i].at("answer").get<std::string>();
+    if (m == problems[i].trace) continue;
+    EXPECT_EQ(m,
+              "<think>\nAt a glance: " + answer + ".\n</think>\n<answer>" + answer + "</answer>");
+    ++direct;
+  }
+  EXPECT_GT(direct, 160u);
+  EXPECT_LT(direct, 240u);
+  // The share is a fraction; 0 leaves it out of the config echo, which is what older runs hold.
+  expect_error_contains(
+      [] { SyntheticConfig::from_json(Json::parse(R"({"direct_fraction": 1.5})"), "d"); },
+      {"direct_fraction", "[0, 1]", "1.5"});
+  EXPECT_FALSE(SyntheticConfig{}.to_json().contains("direct_fraction"));
+  EXPECT_EQ(SyntheticConfig::from_json(Json::parse(R"({"direct_fraction": 0.25})"), "d")
+                .to_json()
+                .at("direct_fraction"),
+            0.25);
+}
+
 TEST(Synthetic, TraceOfACarrySum) {
   EXPECT_EQ(addition_trace(47, 85),
             "7 + 5 = 12, write 2 carry 1\n4 + 8 + 1 = 13, write 3 carry 1\ncarry 1\n");
