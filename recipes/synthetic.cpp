@@ -78,6 +78,10 @@ std::string sum_trace(const std::vector<int64_t>& terms) {
   return steps;
 }
 
+std::string glance_trace(const std::string& answer) {
+  return "<think>\nAt a glance: " + answer + ".\n</think>\n<answer>" + answer + "</answer>";
+}
+
 namespace {
 
 int64_t draw_operand(std::mt19937_64& rng, int64_t max_digits) {
@@ -135,8 +139,6 @@ std::vector<Problem> generate_problems(const SyntheticConfig& c) {
     seen.insert(p.question);
     p.answer = std::to_string(total);
     p.trace = "<think>\n" + steps + "</think>\n<answer>" + p.answer + "</answer>";
-    p.direct =
-        "<think>\nAt a glance: " + p.answer + ".\n</think>\n<answer>" + p.answer + "</answer>";
     out.push_back(std::move(p));
   }
   return out;
@@ -153,7 +155,8 @@ Json write_synthetic_dataset(const SyntheticConfig& c, const std::string& dir) {
     if (static_cast<int64_t>(i) < c.train_size) {
       train.push_back(Json{{"question", p.question}, {"answer", p.answer}});
       const bool direct = u(pick) < c.direct_fraction;
-      sft.push_back(Json{{"question", p.question}, {"answer", direct ? p.direct : p.trace}});
+      sft.push_back(
+          Json{{"question", p.question}, {"answer", direct ? glance_trace(p.answer) : p.trace}});
     } else {
       test.push_back(Json{{"question", p.question}, {"answer", p.answer}});
     }

@@ -46,7 +46,7 @@ struct SyntheticConfig {
   int64_t terms = 3;           // sum: the most operands (at least 2)
   int64_t train_size = 512;    // problems in train.jsonl (and sft.jsonl, the same problems)
   int64_t test_size = 128;     // held-out problems in test.jsonl
-  double direct_fraction = 0;  // the share of sft.jsonl rows that answer in one line
+  double direct_fraction = 0;  // the share of sft.jsonl rows that answer at a glance
   uint64_t seed = 0;
 
   static SyntheticConfig from_json(const Json& j, std::string_view where);
@@ -57,13 +57,16 @@ struct Problem {
   std::string question;  // the user prompt
   std::string answer;    // the exact answer ("132")
   std::string trace;     // the R1-format completion: <think>…</think>\n<answer>…</answer>
-  std::string direct;    // the same with only the result ("At a glance: 132.") as the think
 };
 
 // The column-by-column worked steps of a + b (the trace's inside, one line per column).
 std::string addition_trace(int64_t a, int64_t b);
 // The running-total steps of terms[0] + terms[1] + ... (one line per operand after the first).
 std::string sum_trace(const std::vector<int64_t>& terms);
+
+// The R1-format completion that answers at a glance, without working:
+// "<think>\nAt a glance: 132.\n</think>\n<answer>132</answer>".
+std::string glance_trace(const std::string& answer);
 
 // train_size + test_size distinct problems: train then test.
 std::vector<Problem> generate_problems(const SyntheticConfig& c);
