@@ -132,7 +132,8 @@ Json run_stage(StageType type, const Json& config, const std::string& where,
       return Json{{"counts", counts},
                   {"train", (fs::path(out) / "train.jsonl").string()},
                   {"test", (fs::path(out) / "test.jsonl").string()},
-                  {"sft", (fs::path(out) / "sft.jsonl").string()}};
+                  {"sft", (fs::path(out) / "sft.jsonl").string()},
+                  {"pretrain", (fs::path(out) / "pretrain.jsonl").string()}};
     }
     case StageType::sft:
     case StageType::distill: {

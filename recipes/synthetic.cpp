@@ -13,7 +13,9 @@ namespace fs = std::filesystem;
 SyntheticConfig SyntheticConfig::from_json(const Json& j, std::string_view where) {
   require_object(j, where);
   reject_unknown_keys(
-      j, {"task", "digits", "terms", "train_size", "test_size", "direct_fraction", "seed"}, where);
+      j,
+      {"task", "digits", "terms", "train_size", "test_size", "sft_size", "direct_fraction", "seed"},
+      where);
   SyntheticConfig c;
   c.task = get_optional<std::string>(j, "task", where, c.task);
   R1_CHECK(c.task == "addition" || c.task == "sum", "{}: unknown task '{}' (known: addition, sum)",
@@ -27,6 +29,10 @@ SyntheticConfig SyntheticConfig::from_json(const Json& j, std::string_view where
            json_where(where, "terms"));
   c.train_size = get_optional<int64_t>(j, "train_size", where, c.train_size);
   c.test_size = get_optional<int64_t>(j, "test_size", where, c.test_size);
+  c.sft_size = get_optional<int64_t>(j, "sft_size", where, c.sft_size);
+  R1_CHECK(c.sft_size >= 0 && c.sft_size <= c.train_size,
+           "{}: 'sft_size' must be in [0, train_size = {}] (0: every training problem), got {}",
+           json_where(where, "sft_size"), c.train_size, c.sft_size);
   c.direct_fraction = get_optional<double>(j, "direct_fraction", where, c.direct_fraction);
   R1_CHECK(c.direct_fraction >= 0 && c.direct_fraction <= 1,
            "{}: 'direct_fraction' must be in [0, 1], got {}", json_where(where, "direct_fraction"),
@@ -46,6 +52,7 @@ Json SyntheticConfig::to_json() const {
          {"test_size", test_size},
          {"seed", seed}};
   if (task == "sum") j["terms"] = terms;
+  if (sft_size > 0) j["sft_size"] = sft_size;
   if (direct_fraction > 0) j["direct_fraction"] = direct_fraction;
   return j;
 }
@@ -76,6 +83,10 @@ std::string sum_trace(const std::vector<int64_t>& terms) {
     acc += terms[i];
   }
   return steps;
+}
+
+std::string pretrain_text(const Problem& p) {
+  return p.question + "\n" + p.trace;
 }
 
 std::string glance_trace(const std::string& answer) {
@@ -146,17 +157,22 @@ std::vector<Problem> generate_problems(const SyntheticConfig& c) {
 
 Json write_synthetic_dataset(const SyntheticConfig& c, const std::string& dir) {
   const std::vector<Problem> all = generate_problems(c);
-  std::vector<Json> train, test, sft;
+  const int64_t sft_size = c.sft_size > 0 ? c.sft_size : c.train_size;
+  std::vector<Json> train, test, sft, pretrain;
   // Which rows answer at a glance: a stream of its own, so the problems do not depend on it.
   std::mt19937_64 pick(c.seed ^ 0xd1ec'7a45'0f2aULL);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   for (size_t i = 0; i < all.size(); ++i) {
     const Problem& p = all[i];
-    if (static_cast<int64_t>(i) < c.train_size) {
+    const auto n = static_cast<int64_t>(i);
+    if (n < c.train_size) {
       train.push_back(Json{{"question", p.question}, {"answer", p.answer}});
-      const bool direct = u(pick) < c.direct_fraction;
-      sft.push_back(
-          Json{{"question", p.question}, {"answer", direct ? glance_trace(p.answer) : p.trace}});
+      pretrain.push_back(Json{{"text", pretrain_text(p)}});
+      if (n < sft_size) {
+        const bool direct = u(pick) < c.direct_fraction;
+        sft.push_back(
+            Json{{"question", p.question}, {"answer", direct ? glance_trace(p.answer) : p.trace}});
+      }
     } else {
       test.push_back(Json{{"question", p.question}, {"answer", p.answer}});
     }
@@ -165,7 +181,11 @@ Json write_synthetic_dataset(const SyntheticConfig& c, const std::string& dir) {
   write_jsonl_file_atomic((fs::path(dir) / "train.jsonl").string(), train);
   write_jsonl_file_atomic((fs::path(dir) / "test.jsonl").string(), test);
   write_jsonl_file_atomic((fs::path(dir) / "sft.jsonl").string(), sft);
-  return Json{{"train", train.size()}, {"test", test.size()}, {"sft", sft.size()}};
+  write_jsonl_file_atomic((fs::path(dir) / "pretrain.jsonl").string(), pretrain);
+  return Json{{"train", train.size()},
+              {"test", test.size()},
+              {"sft", sft.size()},
+              {"pretrain", pretrain.size()}};
 }
 
 }  // namespace r1kit::recipes

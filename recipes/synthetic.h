@@ -17,6 +17,11 @@
 //             tiny model learns it in a few hundred steps and held-out problems are new
 //             combinations of facts seen in training.
 //
+// Two training sets, as a pretraining corpus and a cold-start set: pretrain.jsonl holds every
+// training problem as a plain document (question, newline, worked trace; no chat template), for
+// the model to learn the task's facts from; sft.jsonl holds the first sft_size of them as chat rows
+// (question → trace) for the cold start, which teaches the chat format and the R1 output shape.
+//
 // Answers at a glance (direct_fraction > 0): that share of the rows of sft.jsonl, chosen with a
 // seeded generator of their own so that the problems do not change with it, skip the worked steps:
 // "<think>\nAt a glance: 132.\n</think>\n<answer>132</answer>". That makes a cold-start set of
@@ -44,8 +49,9 @@ struct SyntheticConfig {
   std::string task = "addition";
   int64_t digits = 2;          // operand width bound
   int64_t terms = 3;           // sum: the most operands (at least 2)
-  int64_t train_size = 512;    // problems in train.jsonl (and sft.jsonl, the same problems)
+  int64_t train_size = 512;    // problems in train.jsonl (and pretrain.jsonl, the same problems)
   int64_t test_size = 128;     // held-out problems in test.jsonl
+  int64_t sft_size = 0;        // rows of sft.jsonl: the first sft_size training problems (0: all)
   double direct_fraction = 0;  // the share of sft.jsonl rows that answer at a glance
   uint64_t seed = 0;
 
@@ -64,6 +70,10 @@ std::string addition_trace(int64_t a, int64_t b);
 // The running-total steps of terms[0] + terms[1] + ... (one line per operand after the first).
 std::string sum_trace(const std::vector<int64_t>& terms);
 
+// The pretraining document of a problem: the question, a newline, the worked trace
+// ("What is 47 + 85?\n<think>\n…</think>\n<answer>132</answer>").
+std::string pretrain_text(const Problem& p);
+
 // The R1-format completion that answers at a glance, without working:
 // "<think>\nAt a glance: 132.\n</think>\n<answer>132</answer>".
 std::string glance_trace(const std::string& answer);
@@ -71,8 +81,10 @@ std::string glance_trace(const std::string& answer);
 // train_size + test_size distinct problems: train then test.
 std::vector<Problem> generate_problems(const SyntheticConfig& c);
 
-// Writes DIR/train.jsonl and DIR/test.jsonl ({"question", "answer"}) and DIR/sft.jsonl
-// ({"question", "answer": trace}), each atomically. Returns {"train": n, "test": m, "sft": n}.
+// Writes DIR/train.jsonl and DIR/test.jsonl ({"question", "answer"}), DIR/pretrain.jsonl
+// ({"text": pretrain_text}, every training problem, worked) and DIR/sft.jsonl ({"question",
+// "answer": trace}, the first sft_size training problems, direct_fraction of them at a glance),
+// each atomically. Returns {"train", "test", "sft", "pretrain"}: the row counts.
 Json write_synthetic_dataset(const SyntheticConfig& c, const std::string& dir);
 
 }  // namespace r1kit::recipes

@@ -51,7 +51,7 @@ void append(Example& ex, const std::vector<int32_t>& ids, uint8_t target) {
 DataConfig DataConfig::from_json(const Json& j, std::string_view where) {
   require_object(j, where);
   reject_unknown_keys(j,
-                      {"format", "messages_field", "prompt_field", "completion_field",
+                      {"format", "messages_field", "prompt_field", "completion_field", "text_field",
                        "system_prompt", "loss_on", "max_tokens", "over_long", "strict"},
                       where);
   DataConfig c;
@@ -60,11 +60,13 @@ DataConfig DataConfig::from_json(const Json& j, std::string_view where) {
                                   {"messages", RowFormat::messages},
                                   {"prompt_completion", RowFormat::prompt_completion},
                                   {"question_answer", RowFormat::question_answer},
-                                  {"fields", RowFormat::fields}},
+                                  {"fields", RowFormat::fields},
+                                  {"text", RowFormat::text}},
                                  c.format);
   c.messages_field = get_optional<std::string>(j, "messages_field", where, c.messages_field);
   c.prompt_field = get_optional<std::string>(j, "prompt_field", where, c.prompt_field);
   c.completion_field = get_optional<std::string>(j, "completion_field", where, c.completion_field);
+  c.text_field = get_optional<std::string>(j, "text_field", where, c.text_field);
   c.system_prompt = get_optional<std::string>(j, "system_prompt", where, c.system_prompt);
   c.loss_on = get_enum<LossOn>(
       j, "loss_on", where,
@@ -84,26 +86,26 @@ int64_t Example::targets() const {
   return std::count(loss_mask.begin(), loss_mask.end(), uint8_t{1});
 }
 
+RowFormat row_format(const Json& row, const DataConfig& cfg, std::string_view where) {
+  R1_CHECK(row.is_object(), "{}: a row must be a JSON object, got {}", where, json_type_name(row));
+  if (cfg.format != RowFormat::auto_detect) return cfg.format;
+  if (row.contains(cfg.messages_field)) return RowFormat::messages;
+  if (row.contains("prompt") && row.contains("completion")) return RowFormat::prompt_completion;
+  if (row.contains("question") && row.contains("answer")) return RowFormat::question_answer;
+  if (row.contains(cfg.text_field)) return RowFormat::text;
+  std::string keys;
+  for (const auto& [k, v] : row.items()) keys += (keys.empty() ? "" : ", ") + k;
+  R1_THROW(
+      "{}: no known row shape: expected '{}', 'prompt' + 'completion', 'question' + 'answer' or "
+      "'{}' (or set format and the field names); the row has {}",
+      where, cfg.messages_field, cfg.text_field, keys.empty() ? "no fields" : keys);
+}
+
 std::vector<ChatMessage> row_messages(const Json& row, const DataConfig& cfg,
                                       std::string_view where) {
-  R1_CHECK(row.is_object(), "{}: a row must be a JSON object, got {}", where, json_type_name(row));
-  RowFormat f = cfg.format;
-  if (f == RowFormat::auto_detect) {
-    if (row.contains(cfg.messages_field)) {
-      f = RowFormat::messages;
-    } else if (row.contains("prompt") && row.contains("completion")) {
-      f = RowFormat::prompt_completion;
-    } else if (row.contains("question") && row.contains("answer")) {
-      f = RowFormat::question_answer;
-    } else {
-      std::string keys;
-      for (const auto& [k, v] : row.items()) keys += (keys.empty() ? "" : ", ") + k;
-      R1_THROW(
-          "{}: no conversation: expected '{}', 'prompt' + 'completion' or 'question' + 'answer' "
-          "(or set format and the field names); the row has {}",
-          where, cfg.messages_field, keys.empty() ? "no fields" : keys);
-    }
-  }
+  const RowFormat f = row_format(row, cfg, where);
+  R1_CHECK(f != RowFormat::text, "{}: a text row ('{}') is a plain document, not a conversation",
+           where, cfg.text_field);
   std::vector<ChatMessage> m;
   auto field = [&](const std::string& name) -> const Json& {
     R1_CHECK(row.contains(name), "{}: missing field '{}'", where, name);
@@ -132,6 +134,7 @@ std::vector<ChatMessage> row_messages(const Json& row, const DataConfig& cfg,
       m.push_back(ChatMessage{"assistant", field("answer").get<std::string>(), std::nullopt});
       break;
     case RowFormat::auto_detect:
+    case RowFormat::text:
       break;
   }
   R1_CHECK(!m.empty(), "{}: the conversation is empty", where);
@@ -197,6 +200,35 @@ Example encode_conversation(const std::vector<ChatMessage>& messages,
   return ex;
 }
 
+Example encode_text(std::string_view text, const policy::Tokenizer& tok, std::string_view where) {
+  R1_CHECK(!text.empty(), "{}: empty text", where);
+  Example ex;
+  ex.tokens = tok.encode(text);
+  const std::vector<int32_t> eos = tok.eos_ids();
+  if (!eos.empty() &&
+      (ex.tokens.empty() || std::find(eos.begin(), eos.end(), ex.tokens.back()) == eos.end()))
+    ex.tokens.push_back(eos.front());
+  R1_CHECK(ex.tokens.size() >= 2, "{}: the text encodes to {} token(s)", where, ex.tokens.size());
+  ex.loss_mask.assign(ex.tokens.size(), 1);
+  ex.loss_mask[0] = 0;  // the first token is never predicted
+  return ex;
+}
+
+Example encode_row(const Json& row, const DataConfig& cfg, const policy::ChatTemplate* chat,
+                   const policy::Tokenizer& tok, std::string_view where) {
+  if (row_format(row, cfg, where) == RowFormat::text) {
+    R1_CHECK(row.contains(cfg.text_field), "{}: missing field '{}'", where, cfg.text_field);
+    const Json& t = row.at(cfg.text_field);
+    R1_CHECK(t.is_string(), "{}: '{}' must be a string, got {}", where, cfg.text_field,
+             json_type_name(t));
+    return encode_text(t.get<std::string>(), tok, where);
+  }
+  const auto messages = row_messages(row, cfg, where);
+  R1_CHECK(!messages.back().content.empty(), "{}: empty assistant turn", where);
+  R1_CHECK(chat, "{}: a conversation row, but no chat template is loaded (format text)", where);
+  return encode_conversation(messages, *chat, tok, cfg.loss_on, where);
+}
+
 int64_t DatasetStats::num_skipped() const {
   int64_t n = 0;
   for (const auto& [reason, s] : skipped) n += s.count;
@@ -224,6 +256,11 @@ std::string DatasetStats::summary() const {
 
 SftDataset load_sft_dataset(const std::string& path, const DataConfig& cfg,
                             const policy::ChatTemplate& chat, const policy::Tokenizer& tok) {
+  return load_sft_dataset(path, cfg, &chat, tok);
+}
+
+SftDataset load_sft_dataset(const std::string& path, const DataConfig& cfg,
+                            const policy::ChatTemplate* chat, const policy::Tokenizer& tok) {
   std::ifstream in(path, std::ios::binary);
   R1_CHECK(in, "{}: cannot open the dataset (missing file or no permission)", path);
   SftDataset ds;
@@ -250,12 +287,12 @@ SftDataset load_sft_dataset(const std::string& path, const DataConfig& cfg,
     }
     Example ex;
     try {
-      const auto messages = row_messages(row, cfg, where);
-      if (messages.back().content.empty()) {
+      if (row_format(row, cfg, where) != RowFormat::text &&
+          row_messages(row, cfg, where).back().content.empty()) {
         skip("empty assistant turn", line, fmt::format("{}: empty assistant turn", where));
         continue;
       }
-      ex = encode_conversation(messages, chat, tok, cfg.loss_on, where);
+      ex = encode_row(row, cfg, chat, tok, where);
     } catch (const Error& e) {
       if (cfg.strict) throw;
       skip("bad row", line, e.what());

@@ -7,6 +7,9 @@
 //   configurable) prompt_completion   {"prompt": text or messages, "completion": text or [one
 //   assistant message]} question_answer     {"question": text, "answer": text} fields
 //   {<prompt_field>: text, <completion_field>: text}: any two named fields
+//   text                {<text_field>: "…"} (default field "text"): a plain document for
+//                       pretraining or continued pretraining, no chat template (auto picks it only
+//                       when no conversation shape applies)
 // A configured system prompt is prepended when the conversation has no system message. The last
 // message must be a non-empty assistant message.
 //
@@ -32,8 +35,12 @@
 //              row is an error naming the turn; use last_turn)
 //   last_turn  c' + E only
 //   all        every token but the first
-// Over-long rows (more than max_tokens): drop (counted), truncate to the first max_tokens
-// (counted; dropped if no target is left), or error.
+// Text rows are the document's tokens as the tokenizer encodes a plain text (its BOS when its
+// config adds one, special-token text recognised), then its first EOS token unless the text already
+// ends with one, every token but the first a target (loss_on does not apply); the packed
+// micro-batch restarts positions per row, so each document is seen on its own. Over-long rows (more
+// than max_tokens): drop (counted), truncate to the first max_tokens (counted; dropped if no target
+// is left), or error.
 #pragma once
 
 #include <cstdint>
@@ -48,7 +55,7 @@
 
 namespace r1kit::sft {
 
-enum class RowFormat { auto_detect, messages, prompt_completion, question_answer, fields };
+enum class RowFormat { auto_detect, messages, prompt_completion, question_answer, fields, text };
 enum class LossOn { assistant, last_turn, all };
 enum class OverLong { drop, truncate, error };
 
@@ -57,16 +64,17 @@ struct DataConfig {
   std::string messages_field = "messages";
   std::string prompt_field = "prompt";          // format fields
   std::string completion_field = "completion";  // format fields
+  std::string text_field = "text";              // format text
   std::string system_prompt;                    // prepended when the row has none ("" = none)
   LossOn loss_on = LossOn::assistant;
   int64_t max_tokens = 4096;
   OverLong over_long = OverLong::truncate;
   bool strict = false;  // a bad row is an error instead of a skip
 
-  // Keys: format ("auto", "messages", "prompt_completion", "question_answer", "fields"),
-  // messages_field, prompt_field, completion_field, system_prompt, loss_on ("assistant",
-  // "last_turn", "all"), max_tokens, over_long ("drop", "truncate", "error"), strict. Unknown
-  // keys and wrong types are errors naming `where` and the key.
+  // Keys: format ("auto", "messages", "prompt_completion", "question_answer", "fields", "text"),
+  // messages_field, prompt_field, completion_field, text_field, system_prompt, loss_on
+  // ("assistant", "last_turn", "all"), max_tokens, over_long ("drop", "truncate", "error"), strict.
+  // Unknown keys and wrong types are errors naming `where` and the key.
   static DataConfig from_json(const Json& j, std::string_view where);
 };
 
@@ -85,7 +93,12 @@ struct Example {
   int64_t targets() const;  // tokens with loss
 };
 
-// The conversation of one row; errors (std::runtime_error-derived r1kit::Error) name `where`.
+// The row shape cfg.format gives, or the one auto detection picks for this row (see the file
+// comment; a row of no known shape is an error naming `where` and the row's fields).
+RowFormat row_format(const Json& row, const DataConfig& cfg, std::string_view where);
+
+// The conversation of one (non-text) row; errors (std::runtime_error-derived r1kit::Error) name
+// `where`.
 std::vector<policy::ChatMessage> row_messages(const Json& row, const DataConfig& cfg,
                                               std::string_view where);
 
@@ -93,6 +106,15 @@ std::vector<policy::ChatMessage> row_messages(const Json& row, const DataConfig&
 Example encode_conversation(const std::vector<policy::ChatMessage>& messages,
                             const policy::ChatTemplate& chat, const policy::Tokenizer& tok,
                             LossOn loss_on, std::string_view where);
+
+// Encodes one plain document (a text row; see the file comment); the error names `where`.
+Example encode_text(std::string_view text, const policy::Tokenizer& tok, std::string_view where);
+
+// Encodes one row of any shape with cfg (text rows with encode_text, the others with
+// row_messages + encode_conversation); errors name `where`. `chat` may be null when only text rows
+// are expected (format text): a conversation row is then an error.
+Example encode_row(const Json& row, const DataConfig& cfg, const policy::ChatTemplate* chat,
+                   const policy::Tokenizer& tok, std::string_view where);
 
 struct DatasetStats {
   int64_t rows = 0;       // non-blank lines read
@@ -121,5 +143,8 @@ struct SftDataset {
 // an error naming the file and line. A missing or empty result is an error naming the file.
 SftDataset load_sft_dataset(const std::string& path, const DataConfig& cfg,
                             const policy::ChatTemplate& chat, const policy::Tokenizer& tok);
+// The same with no chat template: for plain documents (format text) only.
+SftDataset load_sft_dataset(const std::string& path, const DataConfig& cfg,
+                            const policy::ChatTemplate* chat, const policy::Tokenizer& tok);
 
 }  // namespace r1kit::sft

@@ -53,6 +53,8 @@ const char* enum_name(RowFormat f) {
       return "question_answer";
     case RowFormat::fields:
       return "fields";
+    case RowFormat::text:
+      return "text";
   }
   return "auto";
 }
@@ -62,6 +64,7 @@ Json data_to_json(const DataConfig& d) {
               {"messages_field", d.messages_field},
               {"prompt_field", d.prompt_field},
               {"completion_field", d.completion_field},
+              {"text_field", d.text_field},
               {"system_prompt", d.system_prompt},
               {"loss_on", d.loss_on == LossOn::assistant   ? "assistant"
                           : d.loss_on == LossOn::last_turn ? "last_turn"
@@ -420,9 +423,11 @@ SftResult run_sft(const SftConfig& cfg_in, const StepCallback& on_step) {
     if (stored_topk) return load_topk_dataset(path, cfg.data, vocab);
     if (!tok) {
       tok = policy::Tokenizer::load(tok_dir);
-      chat = policy::ChatTemplate::for_model(tok_dir, cfg.chat_template);
+      // Plain documents need no chat template (the model may have none before its chat SFT).
+      if (cfg.data.format != RowFormat::text || !cfg.chat_template.empty())
+        chat = policy::ChatTemplate::for_model(tok_dir, cfg.chat_template);
     }
-    SftDataset d = load_sft_dataset(path, cfg.data, *chat, *tok);
+    SftDataset d = load_sft_dataset(path, cfg.data, chat ? &*chat : nullptr, *tok);
     for (const Example& e : d.examples)
       for (const int32_t t : e.tokens)
         R1_CHECK(t < vocab,

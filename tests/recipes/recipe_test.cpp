@@ -252,6 +252,48 @@ TEST(Synthetic, DirectFractionMixesAtAGlanceAnswersIntoTheSftRowsOnly) {
             0.25);
 }
 
+TEST(Synthetic, PretrainingCorpusAndASmallerColdStartSet) {
+  // pretrain.jsonl: every training problem as a plain document, worked; sft.jsonl: the first
+  // sft_size of them, with the same at-a-glance picks as the full set's first rows.
+  ScratchDir dir;
+  SyntheticConfig c;
+  c.train_size = 300;
+  c.test_size = 30;
+  c.seed = 3;
+  c.direct_fraction = 0.5;
+  const Json full = write_synthetic_dataset(c, dir.file("full"));
+  c.sft_size = 120;
+  const Json small = write_synthetic_dataset(c, dir.file("small"));
+  EXPECT_EQ(full.at("pretrain"), 300);
+  EXPECT_EQ(full.at("sft"), 300);
+  EXPECT_EQ(small.at("sft"), 120);
+  EXPECT_EQ(small.at("train"), 300);
+  const auto problems = generate_problems(c);
+  const auto pre = read_jsonl_file(dir.file("small") + "/pretrain.jsonl");
+  ASSERT_EQ(pre.size(), 300u);
+  for (size_t i = 0; i < pre.size(); ++i) {
+    ASSERT_EQ(pre[i].size(), 1u);
+    EXPECT_EQ(pre[i].at("text").get<std::string>(),
+              problems[i].question + "\n" + problems[i].trace);
+  }
+  EXPECT_EQ(pre, read_jsonl_file(dir.file("full") + "/pretrain.jsonl"));
+  const auto sft_full = read_jsonl_file(dir.file("full") + "/sft.jsonl");
+  const auto sft_small = read_jsonl_file(dir.file("small") + "/sft.jsonl");
+  ASSERT_EQ(sft_small.size(), 120u);
+  EXPECT_EQ(sft_small, std::vector<Json>(sft_full.begin(), sft_full.begin() + 120));
+  for (const char* f : {"train.jsonl", "test.jsonl"})
+    EXPECT_EQ(read_jsonl_file(dir.file("full") + "/" + f),
+              read_jsonl_file(dir.file("small") + "/" + f))
+        << f;
+  expect_error_contains(
+      [] {
+        SyntheticConfig::from_json(Json::parse(R"({"train_size": 50, "sft_size": 60})"), "data");
+      },
+      {"sft_size", "train_size = 50", "60"});
+  EXPECT_FALSE(SyntheticConfig{}.to_json().contains("sft_size"));
+  EXPECT_EQ(c.to_json().at("sft_size"), 120);
+}
+
 TEST(Synthetic, TraceOfACarrySum) {
   EXPECT_EQ(addition_trace(47, 85),
             "7 + 5 = 12, write 2 carry 1\n4 + 8 + 1 = 13, write 3 carry 1\ncarry 1\n");

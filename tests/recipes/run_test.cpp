@@ -311,6 +311,7 @@ TEST(RecipeRun, TinyR1RunsEndToEndShortened) {
   ScratchDir dir;
   RunOptions o = quiet(dir.file("tiny"));
   o.overrides = {"stages.data.config.train_size=200", "stages.data.config.test_size=20",
+                 "stages.data.config.sft_size=100", "stages.pretrain.config.max_steps=10",
                  "stages.cold_start.config.max_steps=20", "stages.rl.config.max_steps=3",
                  "stages.rl.config.prompts_per_step=4", "stages.reject.config.samples_per_prompt=2",
                  // 20 SFT steps leave few correct answers: keep every sample for the student
@@ -318,7 +319,7 @@ TEST(RecipeRun, TinyR1RunsEndToEndShortened) {
                  "stages.reject.config.filters.drop_truncated=false",
                  "stages.reject.config.filters.max_repetition=0",
                  "stages.distill.config.max_steps=5"};
-  for (const char* s : {"cold_start", "rl", "distill"})
+  for (const char* s : {"pretrain", "cold_start", "rl", "distill"})
     o.overrides.push_back(fmt::format("stages.{}.config.threads=2", s));
   const RunResult r = run_recipe("tiny-r1", o);
   for (const auto& [name, st] : r.state.at("stages").items())

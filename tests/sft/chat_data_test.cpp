@@ -3,7 +3,8 @@
 // multi-turn ChatML with every assistant turn, the last turn only or all tokens, a template that
 // rewrites earlier turns refused for per-turn masks, the row shapes, config errors, and a JSONL
 // file with bad rows skipped and counted (or errors in strict mode), over-long rows dropped,
-// truncated or refused.
+// truncated or refused; plain-text rows (pretraining documents) with every token trained and no
+// chat template needed.
 #include "sft/chat_data.h"
 
 #include <fstream>
@@ -160,7 +161,7 @@ TEST(ChatData, RowShapes) {
       [&] {
         row_messages(Json{{"text", "x"}}, cfg, "f.jsonl:3");
       },
-      {"f.jsonl:3", "no conversation", "text"});
+      {"f.jsonl:3", "not a conversation", "text"});
   expect_error_contains(
       [&] {
         row_messages(Json::parse(R"({"messages":[{"role":"assistant","content":"a"},
@@ -274,6 +275,99 @@ TEST_F(DatasetFile, OverLongRowsDroppedTruncatedOrRefused) {
   cfg.over_long = OverLong::truncate;
   cfg.max_tokens = 4;
   expect_error_contains([&] { load(cfg); }, {"no usable example", "no target left"});
+}
+
+TEST(ChatData, TextRowsAreWholeDocumentsWithEveryTokenTrained) {
+  const Tokenizer& tok = qwen_tok();
+  const std::string doc = "What is 47 + 85?\n<think>\n7 + 5 = 12\n</think>\n<answer>132</answer>";
+  const Example ex = encode_text(doc, tok, "row");
+  // The tokenizer's own encoding of the text, then its EOS; every token but the first a target.
+  std::vector<int32_t> want = tok.encode(doc);
+  ASSERT_FALSE(tok.eos_ids().empty());
+  want.push_back(tok.eos_ids().front());
+  EXPECT_EQ(ex.tokens, want);
+  ASSERT_EQ(ex.loss_mask.size(), want.size());
+  EXPECT_EQ(ex.loss_mask[0], 0);
+  EXPECT_EQ(ex.targets(), static_cast<int64_t>(want.size()) - 1);
+  // <think> is one token here, as the policy generates it.
+  const auto think = tok.token_to_id("<think>");
+  ASSERT_TRUE(think.has_value());
+  EXPECT_NE(std::find(ex.tokens.begin(), ex.tokens.end(), *think), ex.tokens.end());
+  // A text that already ends with EOS gets no second one.
+  const std::string eos_text = tok.id_to_token(tok.eos_ids().front());
+  EXPECT_EQ(encode_text(doc + eos_text, tok, "row").tokens, want);
+  expect_error_contains([&] { encode_text("", tok, "f.jsonl:3"); }, {"f.jsonl:3", "empty text"});
+
+  // Auto detection picks text only when no conversation shape applies; format text insists.
+  DataConfig cfg;
+  EXPECT_EQ(row_format(Json{{"text", "x"}}, cfg, "r"), RowFormat::text);
+  EXPECT_EQ(row_format(Json{{"text", "x"}, {"question", "q"}, {"answer", "a"}}, cfg, "r"),
+            RowFormat::question_answer);
+  expect_error_contains(
+      [&] {
+        row_format(Json{{"body", "x"}}, cfg, "f.jsonl:2");
+      },
+      {"f.jsonl:2", "no known row shape", "'text'", "body"});
+  cfg.text_field = "body";
+  EXPECT_EQ(encode_row(Json{{"body", doc}}, cfg, nullptr, tok, "r").tokens, want);
+  cfg.format = RowFormat::text;
+  expect_error_contains(
+      [&] {
+        encode_row(Json{{"body", 7}}, cfg, nullptr, tok, "f.jsonl:4");
+      },
+      {"f.jsonl:4", "'body' must be a string", "integer"});
+  expect_error_contains(
+      [&] {
+        encode_row(Json{{"text", doc}}, cfg, nullptr, tok, "f.jsonl:5");
+      },
+      {"f.jsonl:5", "missing field 'body'"});
+  expect_error_contains(
+      [&] {
+        row_messages(Json{{"body", doc}}, cfg, "f.jsonl:6");
+      },
+      {"f.jsonl:6", "plain document"});
+  // With no chat template loaded, a conversation row is an error, not a crash.
+  cfg = DataConfig{};
+  expect_error_contains(
+      [&] {
+        encode_row(Json{{"question", "q"}, {"answer", "a"}}, cfg, nullptr, tok, "f.jsonl:7");
+      },
+      {"f.jsonl:7", "no chat template"});
+  EXPECT_EQ(DataConfig::from_json(Json::parse(R"({"format": "text", "text_field": "t"})"), "d")
+                .text_field,
+            "t");
+}
+
+TEST(ChatData, TextFileLoadsWithoutAChatTemplate) {
+  testing::ScratchDir dir;
+  const std::string path = dir.file("pretrain.jsonl");
+  {
+    std::ofstream f(path);
+    f << R"({"text": "one two three"})"
+      << "\n"
+      << R"({"text": ""})"
+      << "\n"  // 2: empty
+      << R"({"text": "four five six seven eight nine ten eleven twelve"})"
+      << "\n"
+      << R"({"messages": [{"role": "user", "content": "q"}]})"
+      << "\n";  // 4: not a document
+  }
+  DataConfig cfg;
+  cfg.format = RowFormat::text;
+  SftDataset ds = load_sft_dataset(path, cfg, nullptr, qwen_tok());
+  ASSERT_EQ(ds.examples.size(), 2u);
+  EXPECT_EQ(ds.examples[0].line, 1);
+  EXPECT_EQ(ds.examples[1].line, 3);
+  EXPECT_EQ(ds.stats.skipped.at("bad row").lines, (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(ds.stats.targets, ds.stats.tokens - 2);
+  // Over-long documents are cut like any row.
+  cfg.max_tokens = 4;
+  ds = load_sft_dataset(path, cfg, nullptr, qwen_tok());
+  EXPECT_EQ(ds.stats.truncated, 1);
+  EXPECT_EQ(ds.examples[1].tokens.size(), 4u);
+  cfg.strict = true;
+  expect_error_contains([&] { load_sft_dataset(path, cfg, nullptr, qwen_tok()); },
+                        {"pretrain.jsonl:2", "empty text"});
 }
 
 TEST(ChatData, MissingAndEmptyFilesAreErrors) {
